@@ -1,0 +1,68 @@
+"""The backend protocol: what the engine needs from whatever runs a model.
+
+Every method of a loaded model is called on that model's runner thread only (MLX streams are
+thread-local), so implementations need no locking of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from mlx_lama.engine.params import Options
+
+
+class Cancelled(Exception):
+    """Raised inside a backend when the request was cancelled (client gone)."""
+
+
+@dataclass(frozen=True)
+class TokenStep:
+    """One generated token: its id, the text it completes (may be empty) and, last, why it ended."""
+
+    token: int
+    text: str
+    finish_reason: str | None = None  # "stop" (end of sequence) | "length" | None
+
+
+class LoadedModel(Protocol):
+    """A model in memory, driven from its runner thread."""
+
+    bos_token: str | None
+
+    def encode(self, text: str, *, special: bool) -> list[int]:
+        """Token ids of `text`; `special` adds the tokenizer's own BOS/EOS framing."""
+
+    def decode(self, ids: list[int]) -> str:
+        """Text of token ids."""
+
+    def has_token(self, token: str) -> bool:
+        """Whether `token` is one token of the vocabulary (e.g. FIM markers)."""
+
+    def chat_template(self) -> str | None:
+        """The model's own (Jinja) chat template, if it has one."""
+
+    def render_chat(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None,
+                    think: bool | None, template: str | None = None) -> str:
+        """The chat prompt as text, ending with the assistant's generation prompt."""
+
+    def generate(self, ids: list[int], opts: Options, *, max_tokens: int, max_kv_size: int | None,
+                 cancelled: Callable[[], bool]) -> Iterator[TokenStep]:
+        """Generate from prompt ids; stops early (raising Cancelled or returning) once cancelled()."""
+
+    def memory_bytes(self) -> int:
+        """Bytes the weights occupy."""
+
+    def close(self) -> None:
+        """Drop the weights and return the memory to the system."""
+
+
+class Backend(Protocol):
+    """Loads models of one kind (mlx-lm in process, vllm-mlx, ...)."""
+
+    name: str
+
+    def load(self, path: Path) -> LoadedModel:
+        """Load the model directory at `path` (called on the new runner's thread)."""

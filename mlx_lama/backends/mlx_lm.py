@@ -1,0 +1,163 @@
+"""The default backend: mlx-lm in process. The only module that imports mlx and mlx_lm.
+
+Imports are lazy so that the CLI's client verbs never pay for MLX or transformers.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from mlx_lama.backends.base import Cancelled, TokenStep
+from mlx_lama.engine.params import Options
+
+
+class MlxLmBackend:
+    """Loads MLX model directories with `mlx_lm.load`."""
+
+    name = "mlx-lm"
+
+    def load(self, path: Path) -> MlxLmModel:
+        """Load weights and tokenizer from a local directory (never the hub: the path must exist)."""
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"no MLX model at {path}")
+        from mlx_lm import load
+
+        model, tokenizer = load(str(path))
+        return MlxLmModel(model, tokenizer)
+
+
+def _sampler(opts: Options) -> Callable[[Any], Any]:
+    """A sampler honouring temperature, top_k, top_p, min_p and seed.
+
+    A seeded request gets its own PRNG key, split per token, instead of reseeding MLX's global
+    generator: other models' threads draw from that generator concurrently, so a global seed
+    would not make the request reproducible.
+    """
+    import mlx.core as mx
+    from mlx_lm.sample_utils import apply_min_p, apply_top_k, apply_top_p
+
+    if opts.temperature <= 0:
+        return lambda logprobs: mx.argmax(logprobs, axis=-1)
+    filters: list[Callable[[Any], Any]] = []
+    if 0 < opts.top_p < 1.0:
+        filters.append(lambda x: apply_top_p(x, opts.top_p))
+    if opts.min_p > 0:
+        filters.append(lambda x: apply_min_p(x, opts.min_p))
+    if opts.top_k > 0:
+        filters.append(lambda x: apply_top_k(x, opts.top_k))
+    key = [mx.random.key(opts.seed)] if opts.seed >= 0 else None
+    inv_temp = 1.0 / opts.temperature
+
+    def sample(logprobs: Any) -> Any:
+        for f in filters:
+            logprobs = f(logprobs)
+        if key is None:
+            return mx.random.categorical(logprobs * inv_temp)
+        key[0], sub = mx.random.split(key[0])
+        return mx.random.categorical(logprobs * inv_temp, key=sub)
+
+    return sample
+
+
+def _logits_processors(opts: Options) -> list[Callable[[Any, Any], Any]]:
+    """Repeat, presence and frequency penalties over Ollama's `repeat_last_n` window."""
+    from mlx_lm.sample_utils import make_logits_processors
+
+    window = opts.num_ctx if opts.repeat_last_n < 0 else opts.repeat_last_n
+    if window == 0:  # Ollama: repeat_last_n 0 disables the penalties
+        return []
+    return make_logits_processors(
+        repetition_penalty=opts.repeat_penalty if opts.repeat_penalty != 1.0 else None,
+        repetition_context_size=window,
+        presence_penalty=opts.presence_penalty or None,
+        presence_context_size=window,
+        frequency_penalty=opts.frequency_penalty or None,
+        frequency_context_size=window,
+    )
+
+
+class MlxLmModel:
+    """An mlx-lm model and its tokenizer."""
+
+    def __init__(self, model: Any, tokenizer: Any) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.bos_token: str | None = getattr(tokenizer, "bos_token", None)
+        self._vocab: dict[str, int] = tokenizer.get_vocab()
+
+    def encode(self, text: str, *, special: bool) -> list[int]:
+        """Token ids of `text`."""
+        return list(self.tokenizer.encode(text, add_special_tokens=special))
+
+    def decode(self, ids: list[int]) -> str:
+        """Text of token ids."""
+        return str(self.tokenizer.decode(ids))
+
+    def has_token(self, token: str) -> bool:
+        """Whether `token` is a single vocabulary entry."""
+        return token in self._vocab
+
+    def chat_template(self) -> str | None:
+        """The tokenizer's Jinja chat template."""
+        return getattr(self.tokenizer, "chat_template", None)
+
+    def render_chat(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None,
+                    think: bool | None, template: str | None = None) -> str:
+        """Render with the model's Jinja template (or `template`), ending in the generation prompt."""
+        kwargs: dict[str, Any] = {}
+        if think is not None and getattr(self.tokenizer, "has_thinking", False):
+            kwargs["enable_thinking"] = think
+        if template:
+            kwargs["chat_template"] = template
+        return str(self.tokenizer.apply_chat_template(
+            messages, tools=tools or None, add_generation_prompt=True, tokenize=False, **kwargs))
+
+    def generate(self, ids: list[int], opts: Options, *, max_tokens: int, max_kv_size: int | None,
+                 cancelled: Callable[[], bool]) -> Iterator[TokenStep]:
+        """Stream tokens with `mlx_lm.stream_generate`; cancellation also interrupts the prefill."""
+        import mlx.core as mx
+        from mlx_lm import stream_generate
+
+        def on_prefill(_done: int, _total: int) -> None:
+            if cancelled():
+                raise Cancelled()
+
+        cache = None
+        if max_kv_size is not None:
+            # A rotating cache is Ollama's context shift; it keeps `num_keep` leading tokens.
+            from mlx_lm.models.cache import RotatingKVCache, make_prompt_cache
+
+            cache = make_prompt_cache(self.model, max_kv_size=max_kv_size)
+            for layer in cache:
+                if isinstance(layer, RotatingKVCache):
+                    layer.keep = min(opts.num_keep, max_kv_size - 1)
+        stream = stream_generate(
+            self.model, self.tokenizer, mx.array(ids), max_tokens=max_tokens,
+            sampler=_sampler(opts), logits_processors=_logits_processors(opts),
+            prompt_cache=cache, prefill_step_size=max(1, opts.num_batch),
+            prompt_progress_callback=on_prefill)
+        try:
+            for r in stream:
+                yield TokenStep(int(r.token), r.text, r.finish_reason)
+                if cancelled():
+                    return
+        finally:
+            stream.close()
+
+    def memory_bytes(self) -> int:
+        """Bytes of all weight arrays."""
+        from mlx.utils import tree_flatten
+
+        return sum(int(v.nbytes) for _, v in tree_flatten(self.model.parameters()))
+
+    def close(self) -> None:
+        """Drop the weights and release MLX's buffer cache so the memory really goes back."""
+        import mlx.core as mx
+
+        self.model = None
+        self.tokenizer = None
+        gc.collect()
+        mx.clear_cache()

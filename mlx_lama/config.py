@@ -1,0 +1,85 @@
+"""The one place the environment is read.
+
+Every setting mirrors the Ollama variable of the same name (same defaults, same parsing) so that
+an existing Ollama setup carries over; the few of our own are prefixed `MLX_LAMA_`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlx_lama.api.duration import DurationError, parse_keep_alive_env
+from mlx_lama.hostaddr import HostAddr, parse_host
+
+DEFAULT_KEEP_ALIVE = 300.0  # 5m, as Ollama
+DEFAULT_MAX_LOADED = 3  # Ollama: 3 x GPUs; unified memory counts as one
+DEFAULT_MAX_QUEUE = 512
+DEFAULT_CONTEXT_LENGTH = 4096
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value we cannot use."""
+
+
+def _clean(value: str | None) -> str:
+    # Ollama trims surrounding spaces and quotes from every variable.
+    return (value or "").strip().strip("\"'").strip()
+
+
+def _int(env: Mapping[str, str], key: str, default: int) -> int:
+    raw = _clean(env.get(key))
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{key}: invalid integer {raw!r}") from None
+
+
+def _bool(env: Mapping[str, str], key: str) -> bool:
+    return _clean(env.get(key)).lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Server and client settings, read once from the environment."""
+
+    host: HostAddr = field(default_factory=lambda: parse_host(None))
+    models_dir: Path = field(default_factory=lambda: Path.home() / ".mlx-lama" / "models")
+    keep_alive: float = DEFAULT_KEEP_ALIVE  # seconds; math.inf = forever; 0 = unload after use
+    max_loaded_models: int = DEFAULT_MAX_LOADED
+    max_queue: int = DEFAULT_MAX_QUEUE
+    num_parallel: int = 1
+    context_length: int = DEFAULT_CONTEXT_LENGTH
+    origins: tuple[str, ...] = ()
+    debug: bool = False
+    shutdown_grace: float = 10.0  # seconds in-flight streams get to finish on shutdown
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        """Build the configuration from `env` (default: the process environment)."""
+        env = os.environ if env is None else env
+        models = _clean(env.get("OLLAMA_MODELS"))
+        keep_raw = _clean(env.get("OLLAMA_KEEP_ALIVE"))
+        try:
+            keep_alive = parse_keep_alive_env(keep_raw) if keep_raw else DEFAULT_KEEP_ALIVE
+        except DurationError as exc:
+            raise ConfigError(f"OLLAMA_KEEP_ALIVE: {exc}") from None
+        max_loaded = _int(env, "OLLAMA_MAX_LOADED_MODELS", 0)
+        context = _int(env, "OLLAMA_CONTEXT_LENGTH", 0)
+        origins = tuple(o.strip() for o in _clean(env.get("OLLAMA_ORIGINS")).split(",") if o.strip())
+        return cls(
+            host=parse_host(env.get("OLLAMA_HOST")),
+            models_dir=Path(models).expanduser() if models else Path.home() / ".mlx-lama" / "models",
+            keep_alive=keep_alive,
+            max_loaded_models=max_loaded if max_loaded > 0 else DEFAULT_MAX_LOADED,
+            max_queue=max(1, _int(env, "OLLAMA_MAX_QUEUE", DEFAULT_MAX_QUEUE)),
+            num_parallel=max(1, _int(env, "OLLAMA_NUM_PARALLEL", 1)),
+            context_length=context if context > 0 else DEFAULT_CONTEXT_LENGTH,
+            origins=origins,
+            debug=_bool(env, "OLLAMA_DEBUG"),
+            shutdown_grace=float(_int(env, "MLX_LAMA_SHUTDOWN_GRACE", 10)),
+        )

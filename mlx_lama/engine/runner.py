@@ -1,0 +1,205 @@
+"""One loaded model: the thread that owns every MLX call for it, and the stream back to asyncio.
+
+MLX's generation stream is thread-local and threads racing on MLX crashed at exit in our trials,
+so the runner's thread loads the model, runs every job and frees the model. The event loop never
+touches MLX: it awaits an asyncio queue that the thread feeds with `call_soon_threadsafe`.
+Jobs run one at a time in arrival order (batching is the engine issue's work).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from mlx_lama.api.errors import ApiError
+from mlx_lama.backends.base import Backend, Cancelled, LoadedModel
+from mlx_lama.engine import prompt as prompting
+from mlx_lama.engine.params import GenJob, Step
+from mlx_lama.engine.stops import StopMatcher
+from mlx_lama.engine.thinking import ThinkSplitter
+
+log = logging.getLogger("mlx_lama.runner")
+
+Emit = Callable[[Any], None]
+
+
+class LoadError(ApiError):
+    """The model could not be loaded (500, as Ollama's runner failures)."""
+
+
+class Runner:
+    """A model in memory and its thread."""
+
+    def __init__(self, backend: Backend, path: Path, label: str) -> None:
+        self.backend = backend
+        self.path = path
+        self.label = label
+        self.memory_bytes = 0
+        self._jobs: queue.Queue[tuple[GenJob, Emit, threading.Event] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._main, name=f"runner:{label}", daemon=True)
+        self._loaded: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._model: LoadedModel | None = None
+        self._active: dict[threading.Event, Emit] = {}  # streams in flight, for abort_all
+
+    # ------------------------------------------------------------ event-loop side
+
+    async def start(self) -> None:
+        """Start the thread and wait until the model is loaded (raises LoadError)."""
+        self._loop = asyncio.get_running_loop()
+        self._loaded = self._loop.create_future()
+        self._thread.start()
+        await asyncio.shield(self._loaded)
+
+    async def stop(self) -> None:
+        """Finish queued jobs' cancellation, free the model and join the thread."""
+        self._jobs.put(None)
+        if self._thread.is_alive():
+            await asyncio.to_thread(self._thread.join)
+
+    async def stream(self, job: GenJob) -> AsyncIterator[Step]:
+        """Run `job`, yielding its steps; leaving early (client gone) cancels it at the next token."""
+        loop = asyncio.get_running_loop()
+        out: asyncio.Queue[Any] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def emit(item: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(out.put_nowait, item)
+            except RuntimeError:  # the loop closed under us (shutdown): nobody is listening
+                cancel.set()
+
+        self._jobs.put((job, emit, cancel))
+        self._active[cancel] = emit
+        try:
+            while True:
+                item = await out.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if item.done:
+                    return
+        finally:
+            cancel.set()
+            self._active.pop(cancel, None)
+
+    def abort_all(self, message: str) -> None:
+        """End every stream of this runner with an error line (shutdown grace period is over)."""
+        for cancel, emit in list(self._active.items()):
+            cancel.set()
+            emit(ApiError(message))
+
+    # ------------------------------------------------------------ runner thread
+
+    def _main(self) -> None:
+        try:
+            self._model = self.backend.load(self.path)
+            self.memory_bytes = self._model.memory_bytes()
+        except Exception as exc:  # noqa: BLE001 - any load failure is reported to the waiter
+            log.exception("loading %s failed", self.label)
+            self._resolve_loaded(LoadError(f"failed to load model {self.label}: {exc}"))
+            self._drain()
+            return
+        self._resolve_loaded(None)
+        while (item := self._jobs.get()) is not None:
+            job, emit, cancel = item
+            if cancel.is_set():  # the client left while the job was queued
+                continue
+            try:
+                self._run(job, emit, cancel)
+            except Cancelled:
+                pass
+            except ApiError as exc:
+                emit(exc)
+            except Exception as exc:  # noqa: BLE001 - surfaced to the client as an error line
+                log.exception("generation failed on %s", self.label)
+                emit(ApiError(str(exc) or type(exc).__name__))
+        model, self._model = self._model, None
+        model.close()
+        self._drain()
+
+    def _resolve_loaded(self, error: BaseException | None) -> None:
+        assert self._loop is not None and self._loaded is not None
+        fut = self._loaded
+
+        def settle() -> None:
+            if not fut.done():
+                fut.set_exception(error) if error else fut.set_result(None)
+        try:
+            self._loop.call_soon_threadsafe(settle)
+        except RuntimeError:
+            pass
+
+    def _drain(self) -> None:
+        """Fail whatever is still queued (the runner is going away)."""
+        while True:
+            try:
+                item = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None:
+                item[1](ApiError("model was unloaded"))
+
+    def _run(self, job: GenJob, emit: Emit, cancel: threading.Event) -> None:
+        model = self._model
+        assert model is not None
+        opts = job.options
+        prompt = prompting.render(job.spec, model, job.prompting, opts)
+        if job.render_only:
+            emit(Step(done=True, done_reason="stop", rendered=prompt.text))
+            return
+        ids = prompt.ids
+        room = opts.num_ctx - len(ids)
+        limit = opts.num_predict if opts.num_predict >= 0 else None
+        if not job.spec.shift:
+            limit = room if limit is None else min(limit, room)
+        shift_window = None
+        if job.spec.shift and (limit is None or limit > room):
+            # Generation may outgrow the window: let the KV cache rotate (Ollama's context shift).
+            shift_window = opts.num_ctx
+        if limit is not None and limit <= 0:
+            emit(Step(done=True, done_reason="length", prompt_eval_count=len(ids)))
+            return
+
+        stops = StopMatcher(opts.stop)
+        splitter = ThinkSplitter(started=prompt.text.rstrip().endswith("<think>")) \
+            if job.split_thinking else None
+
+        def send(text: str) -> None:
+            thinking, content = splitter.feed(text) if splitter else ("", text)
+            if thinking or content:
+                emit(Step(text=content, thinking=thinking))
+        generated: list[int] = []
+        reason = ""
+        start = time.perf_counter_ns()
+        first = 0
+        for step in model.generate(ids, opts, max_tokens=-1 if limit is None else limit,
+                                   max_kv_size=shift_window, cancelled=cancel.is_set):
+            if not first:
+                first = time.perf_counter_ns()
+            generated.append(step.token)
+            reason = step.finish_reason or reason
+            text, hit = stops.feed(step.text)
+            send(text)
+            if hit:
+                reason = "stop"
+                break
+        else:
+            send(stops.flush())
+        if splitter and any(rest := splitter.flush()):
+            emit(Step(thinking=rest[0], text=rest[1]))
+        if cancel.is_set():
+            return
+        end = time.perf_counter_ns()
+        emit(Step(
+            done=True, done_reason=reason or "stop",
+            prompt_eval_count=len(ids), prompt_eval_duration=(first or end) - start,
+            eval_count=len(generated), eval_duration=end - (first or end),
+            context=ids + generated if job.want_context else None,
+        ))

@@ -1,0 +1,221 @@
+"""/api/generate and /api/chat: parse, one engine call, serialise.
+
+`stream: false` folds the same stream into one object; it is never a second code path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from mlx_lama.api import errors
+from mlx_lama.api.types import (ChatRequest, ChatResponse, GenerateRequest, GenerateResponse, Message,
+                                now_utc)
+from mlx_lama.engine.params import GenJob, ModelPrompting, Options, PromptSpec, Step, parse_options
+from mlx_lama.server import common
+from mlx_lama.server.streams import json_response, ndjson, unless_disconnected
+from mlx_lama.store.store import ModelEntry
+
+
+@dataclass
+class _Call:
+    """A validated generation request, ready for the engine."""
+
+    entry: ModelEntry
+    job: GenJob
+    keep_alive: float | None
+
+
+def _unsupported(fmt: Any, logprobs: bool, top_logprobs: int) -> None:
+    """Refuse what this build cannot honour yet instead of silently ignoring it."""
+    if not 0 <= top_logprobs <= 20:
+        raise errors.BadRequest("top_logprobs must be between 0 and 20")
+    if fmt not in (None, ""):
+        if fmt != "json" and not isinstance(fmt, dict):
+            raise errors.ApiError(f'invalid format: "{fmt}"; expected "json" or a valid JSON Schema object')
+        raise errors.BadRequest("format (structured output) is not supported by this mlx-lama yet")
+    if logprobs or top_logprobs:
+        raise errors.BadRequest("logprobs are not supported by this mlx-lama yet")
+
+
+def _think(entry: ModelEntry, value: Any, requested_name: str) -> bool | None:
+    """Ollama's thinking rules: on by default for thinking models, an error on others."""
+    think = common.think_value(value)
+    thinks = "thinking" in entry.config.get("capabilities", [])
+    if think not in (None, False) and not thinks:
+        raise errors.BadRequest(f'"{requested_name}" does not support thinking')
+    if not thinks:
+        return None
+    return think is not False
+
+
+def _prepare(request: Request, entry: ModelEntry, options: dict[str, Any] | None,
+             spec: PromptSpec, keep_alive: float | None, **job: Any) -> _Call:
+    svc = common.services(request)
+    opts: Options = parse_options(options, common.base_options(entry, svc.config))
+    prompting = ModelPrompting(template=entry.template, system=entry.system, messages=entry.messages)
+    return _Call(entry, GenJob(spec, opts, prompting, **job), keep_alive)
+
+
+async def _steps(request: Request, call: _Call) -> AsyncIterator[tuple[Step, int]]:
+    """The engine stream of one call, with the lease held for exactly its duration."""
+    svc = common.services(request)
+    lease = await svc.scheduler.acquire(
+        common.load_spec(svc.store, call.entry, call.job.options), call.keep_alive)
+    try:
+        async for step in lease.stream(call.job):
+            yield step, lease.load_duration_ns
+    finally:
+        lease.release(call.keep_alive)
+
+
+def _metrics(step: Step, started: int, load_ns: int) -> dict[str, int]:
+    return {"total_duration": time.perf_counter_ns() - started, "load_duration": max(1, load_ns),
+            "prompt_eval_count": step.prompt_eval_count,
+            "prompt_eval_duration": step.prompt_eval_duration,
+            "eval_count": step.eval_count, "eval_duration": step.eval_duration}
+
+
+async def _respond(request: Request, call: _Call, stream: bool | None,
+                   chunk: Callable[[Step], Any], fold: Callable[[list[Any]], Any]) -> Response:
+    started = time.perf_counter_ns()
+
+    async def chunks() -> AsyncIterator[Any]:
+        async for step, load_ns in _steps(request, call):
+            out = chunk(step)
+            if step.done:
+                for key, value in _metrics(step, started, load_ns).items():
+                    setattr(out, key, value)
+            yield out
+
+    if stream is None or stream:
+        return await ndjson(chunks())
+
+    async def collect() -> list[Any]:
+        return [c async for c in chunks()]
+
+    return json_response(fold(await unless_disconnected(request, collect())))
+
+
+async def _load_or_unload(request: Request, entry: ModelEntry, keep: float | None,
+                          make: Callable[[str], Any]) -> Response:
+    """An empty prompt loads the model (or, with keep_alive 0, unloads it)."""
+    svc = common.services(request)
+    if keep is not None and keep == 0:
+        await svc.scheduler.unload("/".join(entry.name.key()))
+        return json_response(make("unload"))
+    opts = common.base_options(entry, svc.config)
+    lease = await svc.scheduler.acquire(common.load_spec(svc.store, entry, opts), keep)
+    lease.release(keep)
+    return json_response(make("load"))
+
+
+async def generate(request: Request) -> Response:
+    """POST /api/generate."""
+    req = await common.read(request, GenerateRequest)
+    if not req.model:
+        raise errors.model_not_found("")
+    keep = common.keep_alive(req.keep_alive)
+    if req.raw and (req.template or req.system or req.context):
+        raise errors.BadRequest("raw mode does not support template, system, or context")
+    _unsupported(req.format, req.logprobs, req.top_logprobs)
+    common.check_images(req.images)
+    svc = common.services(request)
+    entry = common.find_model(svc.store, req.model)
+    common.require(entry, "completion", "generate")
+    think = _think(entry, req.think, req.model)
+    if req.images:
+        common.require(entry, "vision")
+    if req.suffix:
+        common.require(entry, "insert")
+    if not req.prompt and not req.suffix:
+        return await _load_or_unload(request, entry, keep, lambda reason: GenerateResponse(
+            model=req.model, created_at=now_utc(), done=True, done_reason=reason))
+
+    spec = PromptSpec("generate", prompt=req.prompt, system=req.system, suffix=req.suffix,
+                      raw=req.raw, template=req.template, think=think, context=req.context,
+                      truncate=req.truncate is not False, shift=req.shift is not False)
+    call = _prepare(request, entry, req.options, spec, keep, want_context=not req.raw,
+                    render_only=req.debug_render_only, split_thinking=bool(think))
+
+    def chunk(step: Step) -> GenerateResponse:
+        out = GenerateResponse(model=req.model, created_at=now_utc(), response=step.text,
+                               thinking=step.thinking, done=step.done, done_reason=step.done_reason,
+                               context=step.context)
+        if step.rendered is not None:
+            out.debug_info = {"rendered_template": step.rendered}
+        return out
+
+    def fold(chunks: list[GenerateResponse]) -> GenerateResponse:
+        final = chunks[-1]
+        final.response = "".join(c.response for c in chunks)
+        final.thinking = "".join(c.thinking for c in chunks)
+        return final
+
+    return await _respond(request, call, req.stream, chunk, fold)
+
+
+def _message_dict(m: Message) -> dict[str, Any]:
+    """A message as chat templates expect it."""
+    out: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.thinking:
+        out["reasoning_content"] = m.thinking
+    if m.tool_calls:
+        out["tool_calls"] = [{"type": "function", "id": c.id or None, "function": {
+            "name": c.function.name, "arguments": c.function.arguments}} for c in m.tool_calls]
+    if m.tool_name:
+        out["name"] = out["tool_name"] = m.tool_name
+    if m.tool_call_id:
+        out["tool_call_id"] = m.tool_call_id
+    return out
+
+
+async def chat(request: Request) -> Response:
+    """POST /api/chat."""
+    req = await common.read(request, ChatRequest)
+    if not req.model:
+        raise errors.BadRequest("model is required")
+    keep = common.keep_alive(req.keep_alive)
+    _unsupported(req.format, req.logprobs, req.top_logprobs)
+    messages = req.messages or []
+    for m in messages:
+        common.check_images(m.images)
+    svc = common.services(request)
+    entry = common.find_model(svc.store, req.model)
+    common.require(entry, "completion", "chat")
+    think = _think(entry, req.think, req.model)
+    if any(m.images for m in messages):
+        common.require(entry, "vision")
+    if req.tools:
+        common.require(entry, "tools")
+    if not messages:
+        return await _load_or_unload(request, entry, keep, lambda reason: ChatResponse(
+            model=req.model, created_at=now_utc(), message=Message(role="assistant"), done=True,
+            done_reason=reason))
+
+    tools = [{"type": t.type, "function": t.function} for t in req.tools] if req.tools else None
+    spec = PromptSpec("chat", messages=[_message_dict(m) for m in messages], tools=tools,
+                      think=think, truncate=req.truncate is not False, shift=req.shift is not False)
+    call = _prepare(request, entry, req.options, spec, keep, render_only=req.debug_render_only,
+                    split_thinking=bool(think))
+
+    def chunk(step: Step) -> ChatResponse:
+        out = ChatResponse(model=req.model, created_at=now_utc(),
+                           message=Message(role="assistant", content=step.text, thinking=step.thinking),
+                           done=step.done, done_reason=step.done_reason)
+        if step.rendered is not None:
+            out.debug_info = {"rendered_template": step.rendered}
+        return out
+
+    def fold(chunks: list[ChatResponse]) -> ChatResponse:
+        final = chunks[-1]
+        final.message.content = "".join(c.message.content for c in chunks)
+        final.message.thinking = "".join(c.message.thinking for c in chunks)
+        return final
+
+    return await _respond(request, call, req.stream, chunk, fold)

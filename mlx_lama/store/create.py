@@ -1,0 +1,153 @@
+"""Creating a model: from uploaded files (an MLX directory or a GGUF) or from an existing model.
+
+Runs in a worker thread and reports Ollama's create statuses as it goes. Nothing is listed until
+the final manifest write, so a failure at any step leaves no half-made model behind.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from mlx_lama.names import Name
+from mlx_lama.store import manifest as mf
+from mlx_lama.store.manifest import Layer, Manifest
+from mlx_lama.store.store import ModelEntry, Store, StoreError, describe
+
+
+@dataclass
+class CreateSpec:
+    """A validated create request."""
+
+    name: Name
+    base: ModelEntry | None = None  # `from`
+    files: dict[str, str] | None = None  # relative path -> digest of an uploaded blob
+    template: str | None = None
+    system: str | None = None
+    parameters: dict[str, Any] | None = None
+    messages: list[dict[str, Any]] | None = None
+    license: list[str] = field(default_factory=list)
+
+
+def check_file_name(name: str) -> str:
+    """A model file's path must stay inside the model directory."""
+    path = PurePosixPath(name)
+    if not name or "\\" in name or "\x00" in name or path.is_absolute():
+        raise StoreError("file path must be relative")
+    if any(part in ("..", ".", "") for part in name.split("/")):
+        raise StoreError(f"invalid file path {name!r}")
+    return str(path)
+
+
+def create(store: Store, spec: CreateSpec) -> Iterator[str]:
+    """Build and publish the model; yields status lines."""
+    parts: dict[str, Layer] = {}  # Modelfile parts by media type (the base's, then overrides)
+    licenses: list[Layer] = []
+    params: dict[str, Any] = {}
+    if spec.base is not None:
+        files = dict(spec.base.manifest.files())
+        for layer in spec.base.manifest.layers:
+            if layer.media_type == mf.LICENSE:
+                licenses.append(layer)
+            elif layer.media_type != mf.FILE:
+                parts[layer.media_type] = layer
+        params = dict(spec.base.params)
+        for layer in spec.base.manifest.layers:
+            yield f"using existing layer {layer.digest}"
+    elif spec.files:
+        files = yield from _file_layers(store, spec.files)
+    else:
+        raise StoreError("neither 'from' or 'files' was specified")
+
+    def text_layer(media_type: str, data: bytes) -> Layer:
+        existed = store.has_blob(_digest_of(data))
+        layer = store.put_bytes(data)
+        layer = Layer(media_type, layer.digest, layer.size)
+        status = "using existing layer" if existed else "creating new layer"
+        new_layers.append(f"{status} {layer.digest}")
+        return layer
+
+    new_layers: list[str] = []
+    if spec.template is not None:
+        parts[mf.TEMPLATE] = text_layer(mf.TEMPLATE, spec.template.encode())
+    if spec.system is not None:
+        parts[mf.SYSTEM] = text_layer(mf.SYSTEM, spec.system.encode())
+    if spec.parameters:
+        params.update(spec.parameters)
+        parts[mf.PARAMS] = text_layer(mf.PARAMS, json.dumps(params, sort_keys=True).encode())
+    if spec.messages is not None:
+        parts[mf.MESSAGES] = text_layer(mf.MESSAGES, json.dumps(spec.messages).encode())
+    if spec.license:
+        licenses = [text_layer(mf.LICENSE, text.encode()) for text in spec.license]
+    yield from new_layers
+
+    template = store.blob_path(parts[mf.TEMPLATE].digest).read_text() if mf.TEMPLATE in parts else ""
+    paths = {rel: store.blob_path(layer.digest) for rel, layer in files.items()}
+    config = describe(paths, template)
+    config_layer = store.put_bytes(json.dumps(config, sort_keys=True).encode())
+    manifest = Manifest(
+        Layer(mf.CONFIG, config_layer.digest, config_layer.size),
+        sorted(files.values(), key=lambda x: x.name) + list(parts.values()) + licenses,
+    )
+    yield "writing manifest"
+    store.write_manifest(spec.name, manifest)
+    yield "success"
+
+
+def _digest_of(data: bytes) -> str:
+    import hashlib
+
+    return f"sha256:{hashlib.sha256(data).hexdigest()}"
+
+
+def _file_layers(store: Store, files: dict[str, str]) -> Iterator[str]:
+    """FILE layers for uploaded blobs; a GGUF is converted to MLX first. Returns the layers."""
+    checked: dict[str, str] = {}
+    for name, digest in files.items():
+        rel = check_file_name(name)
+        if mf.normalize_digest(digest) is None:
+            raise StoreError("invalid digest format")
+        if not store.has_blob(digest):
+            raise StoreError(f"blob {digest} not found: upload it with POST /api/blobs/{digest}")
+        checked[rel] = mf.normalize_digest(digest) or digest
+    ggufs = [rel for rel in checked if rel.lower().endswith(".gguf")]
+    if ggufs:
+        if len(ggufs) > 1:
+            raise StoreError("only one GGUF file can be imported at a time")
+        return (yield from _convert_gguf(store, checked[ggufs[0]]))
+    layers: dict[str, Layer] = {}
+    for rel, digest in checked.items():
+        yield f"using existing layer {digest}"
+        layers[rel] = Layer(mf.FILE, digest, store.blob_path(digest).stat().st_size, rel)
+    return layers
+
+
+def _convert_gguf(store: Store, digest: str) -> Iterator[str]:
+    """Convert an uploaded GGUF into MLX files stored as blobs. Returns the FILE layers."""
+    from mlx_lama.backends.gguf_import import UnsupportedGGUF, convert_gguf
+
+    yield "parsing GGUF"
+    work = Path(tempfile.mkdtemp(prefix=".convert-", dir=store.root))
+    try:
+        yield "converting model"
+        try:
+            convert_gguf(store.blob_path(digest), work / "model")
+        except UnsupportedGGUF as exc:
+            raise StoreError(str(exc)) from None
+        except ValueError as exc:
+            raise StoreError(f"supplied file was not in GGUF format: {exc}") from None
+        layers: dict[str, Layer] = {}
+        for path in sorted((work / "model").rglob("*")):
+            if path.is_file():
+                rel = path.relative_to(work / "model").as_posix()
+                layer = store.put_file(path)
+                yield f"creating new layer {layer.digest}"
+                layers[rel] = Layer(mf.FILE, layer.digest, layer.size, rel)
+        return layers
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

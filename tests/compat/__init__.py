@@ -1,0 +1,1 @@
+"""Wire-compatibility tests: replay recorded Ollama exchanges (``compat_fixtures/``)."""

@@ -1,0 +1,70 @@
+"""Session fixtures: tiny real models built at test time, and live servers over them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlx_lama.config import Config
+from tests.support.server import LiveServer, import_model
+from tests.support.tiny_model import build_tiny_model
+
+# No test may reach the Hugging Face hub: make any accidental attempt fail fast.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# role -> (model name in the store, builder arguments)
+TINY = {
+    "default": ("tiny-llama:latest", {"arch": "llama"}),
+    "qwen3": ("tiny-qwen3:latest", {"arch": "qwen3"}),
+    "fim": ("tiny-coder:latest", {"arch": "qwen2", "fim": True}),
+    "q4": ("tiny-llama:q4", {"arch": "llama", "q_bits": 4}),
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Model directories by role, built once per session."""
+    root = tmp_path_factory.mktemp("tiny-models")
+    return {role: build_tiny_model(root / role, **kwargs) for role, (_, kwargs) in TINY.items()}
+
+
+@pytest.fixture(scope="session")
+def models_dir(tiny_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model store holding every tiny model under its name."""
+    root = tmp_path_factory.mktemp("store")
+    for role, (name, _) in TINY.items():
+        import_model(root, name, tiny_dirs[role])
+    return root
+
+
+@pytest.fixture(scope="session")
+def live_server(models_dir: Path) -> Iterator[LiveServer]:
+    """One shared server over the tiny models."""
+    server = LiveServer(Config(models_dir=models_dir), {role: name for role, (name, _) in TINY.items()})
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_server(tiny_dirs: dict[str, Path], tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
+    """Start a private server with its own store and settings (`make_server(max_queue=1)`)."""
+    started: list[LiveServer] = []
+
+    def make(**settings: Any) -> LiveServer:
+        root = tmp_path / f"store{len(started)}"
+        for role, (name, _) in TINY.items():
+            import_model(root, name, tiny_dirs[role])
+        server = LiveServer(replace(Config(models_dir=root), **settings),
+                            {role: name for role, (name, _) in TINY.items()})
+        started.append(server.start())
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
