@@ -164,8 +164,8 @@ def _float_text(f: float, e_form: Callable[[int], bool], exp_digits: int = 2) ->
 
 
 def _go_float(f: float) -> str:
-    """fmt's %v for float64: shortest digits, exponent form when exp < -4 or >= 21... no: >= 6 (eprec)."""
-    return _float_text(f, lambda x: x < -4 or x >= 21 if False else x < -4 or x >= 6)
+    """fmt's %v for float64: shortest digits; exponent form when the exponent is < -4 or >= 6 (1e+06)."""
+    return _float_text(f, lambda x: x < -4 or x >= 6)
 
 
 def _fmt_v(v: Any) -> str:
@@ -364,7 +364,7 @@ def _fmt_one(arg: Any, verb: str, flags: str, width: str, prec: str | None) -> s
     elif verb in "eEfFgG" and num:
         s = _go_float(float(arg)) if verb in "gG" and p is None else format(float(arg), f"{spec}{'' if p is None else f'.{p}'}{verb}")
     elif verb in "dxXob" and isinstance(arg, int) and not isinstance(arg, bool):
-        s = format(arg, spec + verb.replace("d", "d"))
+        s = format(arg, spec + verb)
     elif verb in "xX" and isinstance(arg, str):
         s = arg.encode().hex() if verb == "x" else arg.encode().hex().upper()
     elif verb == "c" and num and isinstance(arg, int):
@@ -434,7 +434,8 @@ def _ts_type(prop: Any) -> str:
     """Ollama's ToolProperty.ToTypeScriptType (JSON-schema type -> TypeScript)."""
     if not isinstance(prop, (Struct, Mapping)):
         return "any"
-    get = (lambda k: prop.lookup(k)[1]) if isinstance(prop, Struct) else (lambda k: prop.get(k.lower()) or prop.get(k))
+    keys = {"AnyOf": "anyOf", "Type": "type"}  # raw dicts use the JSON-schema keys
+    get = (lambda k: prop.lookup(k)[1]) if isinstance(prop, Struct) else (lambda k: prop.get(keys[k]))
     if get("AnyOf"):
         return " | ".join(_ts_type(p) for p in get("AnyOf"))
     types = get("Type") or []
@@ -482,6 +483,8 @@ def _try(fn: Callable[[], str], default: str) -> str:
 
 _SPACE = " \t\r\n"
 _KEYWORDS = {"block", "break", "continue", "define", "else", "end", "if", "range", "template", "with"}
+_NUMBER = re.compile(r"[+-]?(?:0[xX][0-9a-fA-F_]*(?:\.[0-9a-fA-F_]*)?(?:[pP][+-]?[0-9_]+)?|0[oObB][0-7_]+"
+                     r"|[0-9_]*(?:\.[0-9_]*)?(?:[eE][+-]?[0-9_]+)?)i?")
 _OPERAND_START = {"bool", "char", "num", "dot", "field", "ident", "nil", "str", "var", "lparen"}
 
 
@@ -597,7 +600,7 @@ def _lex(src: str) -> list[_Tok]:
                 kind, i = simple[c], i + 1
                 depth += {"(": 1, ")": -1}.get(c, 0)
                 if depth < 0:
-                    toks.append(_Tok("error", "unexpected right paren U+0029 ')'", start))
+                    toks.append(_Tok("error", "unexpected right paren", start))
                     return toks
             elif c == ":":
                 if not src.startswith(":=", i):
@@ -626,8 +629,7 @@ def _lex(src: str) -> list[_Tok]:
                         return toks
                     kind, val = "char", ord(val)
             elif c in "+-" or c.isdigit() or (c == "." and i + 1 < n and src[i + 1].isdigit()):
-                m = re.compile(r"[+-]?(0[xXoObB])?[0-9a-fA-F_]*(\.[0-9a-fA-F_]*)?([eEpP][+-]?[0-9_]+)?i?").match(src, i)
-                i = m.end() if m else i + 1
+                i = _NUMBER.match(src, i).end()
                 if i < n and (src[i].isalnum() or src[i] == "_") or src[start:i] in ("+", "-", ""):
                     while i < n and (src[i].isalnum() or src[i] in "_."):
                         i += 1
@@ -650,7 +652,7 @@ def _lex(src: str) -> list[_Tok]:
                     kind, val = "kw", word
                 else:
                     kind, val = {"true": ("bool", True), "false": ("bool", False), "nil": ("nil", None)}.get(word, ("ident", word))
-                if i < n and not (src[i] in _SPACE or src[i] in ".,|:)(=}"):  # Go's atTerminator
+                if i < n and not (src[i] in _SPACE or src[i] in ".,|:)(}"):  # Go's atTerminator
                     toks.append(_Tok("error", f"bad character U+{ord(src[i]):04X} {src[i]!r}", i))
                     return toks
             elif ord(c) < 0x80 and c.isprintable():

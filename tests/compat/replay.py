@@ -29,9 +29,10 @@ import hashlib
 import json
 import re
 import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 __all__ = [
     "DEFAULT_MODEL_ALIASES",
@@ -89,9 +90,7 @@ RFC3339_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]
 # listing them.  Keyed by API route so that, e.g., "system" is tolerated in /api/show
 # output but would be flagged in a /api/generate chunk.
 GLOBAL_EXTRA_KEYS: dict[str, frozenset[str]] = {
-    "/api/generate": frozenset(
-        {"thinking", "tool_calls", "logprobs", "remote_model", "remote_host"}
-    ),
+    "/api/generate": frozenset({"thinking", "tool_calls", "logprobs", "remote_model", "remote_host"}),
     "/api/chat": frozenset(
         {"message/thinking", "message/tool_calls", "logprobs", "remote_model", "remote_host"}
     ),
@@ -104,9 +103,7 @@ GLOBAL_EXTRA_KEYS: dict[str, frozenset[str]] = {
             "models/*/details/embedding_length",
         }
     ),
-    "/api/ps": frozenset(
-        {"models/*/details/context_length", "models/*/details/embedding_length"}
-    ),
+    "/api/ps": frozenset({"models/*/details/context_length", "models/*/details/embedding_length"}),
     "/api/show": frozenset(
         {
             "license",
@@ -286,9 +283,7 @@ def _substitute(text: str, substitutions: Mapping[str, str] | None) -> str:
     if not substitutions or not text:
         return text
     keys = sorted(substitutions, key=len, reverse=True)
-    pattern = re.compile(
-        r"(?<![\w.:-])(" + "|".join(re.escape(k) for k in keys) + r")(?![\w/:-])"
-    )
+    pattern = re.compile(r"(?<![\w.:-])(" + "|".join(re.escape(k) for k in keys) + r")(?![\w/:-])")
     return pattern.sub(lambda m: substitutions[m.group(1)], text)
 
 
@@ -368,7 +363,7 @@ def _validate(path: Path, data: Any) -> None:
     if "empty" in resp and resp["empty"] is not True:
         raise _fail(path, "response.empty must be true")
     if data["request"]["method"] == "HEAD" and "empty" not in resp:
-        raise _fail(path, "HEAD responses carry no body: use \"empty\": true")
+        raise _fail(path, 'HEAD responses carry no body: use "empty": true')
 
     replay = data.get("replay", {})
     if not isinstance(replay, dict):
@@ -808,8 +803,7 @@ def compare(
     if failing > reported:
         out.append(f"... and {failing - reported} more non-final line(s) with mismatches")
     out.extend(
-        f"line {len(parsed)} (final): {m}"
-        for m in _compare_line(fx, expected[-1], parsed[-1], "final", subs)
+        f"line {len(parsed)} (final): {m}" for m in _compare_line(fx, expected[-1], parsed[-1], "final", subs)
     )
     return out
 

@@ -8,7 +8,9 @@ the whole response and asserts :func:`tests.compat.replay.compare` finds no mism
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import contextlib
+from collections.abc import Mapping
+from typing import Any
 
 import httpx
 import pytest
@@ -61,10 +63,9 @@ def test_replay(fx: Fixture, live_server: Any) -> None:
             body = resp.content
         finally:
             for step in plan["teardown"]:
-                try:
+                # Best effort: a failed cleanup must not mask the real result.
+                with contextlib.suppress(httpx.HTTPError):
                     _send(client, step)
-                except httpx.HTTPError:
-                    pass  # best effort: a failed cleanup must not mask the real result
 
     content_type = resp.headers.get("content-type")
     lines = split_body(content_type, body)
