@@ -82,6 +82,8 @@ def _keys(cls: type) -> tuple[dict[str, dataclasses.Field[Any]], dict[str, datac
 
 def decode(cls: type[T], data: Any) -> T:
     """Decode a parsed JSON value into the dataclass `cls`, the way Go's decoder would."""
+    if data is None:  # Go: decoding `null` into a struct leaves it as it was
+        return cls()
     return _decode_struct(cls, data, cls.__name__, cls.__name__)
 
 
@@ -95,7 +97,9 @@ def _decode_struct(cls: type[T], data: Any, struct: str, path: str) -> T:
         f = exact.get(key) or lower.get(key.lower())
         if f is None or value is None:  # unknown keys and nulls leave the field unset
             continue
-        field_path = f"{path}.{json_name(f)}" if path != struct else f"{struct}.{json_name(f)}"
+        # Go names the innermost struct, then the whole field stack: `Message.messages.content`.
+        stack = path.split(".", 1)[1] + "." if "." in path else ""
+        field_path = f"{cls.__name__}.{stack}{json_name(f)}"
         values[f.name] = _decode_value(hints[f.name], value, struct, field_path)
     return cls(**values)
 
@@ -164,6 +168,8 @@ def parse_body(raw: bytes) -> Any:
     except UnicodeDecodeError:
         raise WireError("invalid character looking for beginning of value") from None
     except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data":  # Go's json.Decoder (gin) reads the first value, ignores the rest
+            return json.JSONDecoder().raw_decode(exc.doc, len(exc.doc) - len(exc.doc.lstrip()))[0]
         raise WireError(_go_syntax_message(exc)) from None
 
 
@@ -172,7 +178,7 @@ def _go_syntax_message(exc: json.JSONDecodeError) -> str:
     if pos >= len(doc.rstrip()):
         return "unexpected EOF"
     ch = doc[pos]
-    shown = json.dumps(ch)[1:-1] if ch not in "'" else "\\'"
+    shown = _go_quote_char(ch)
     context = {
         "Expecting value": "looking for beginning of value",
         "Expecting property name enclosed in double quotes": "looking for beginning of object key string",
@@ -183,6 +189,19 @@ def _go_syntax_message(exc: json.JSONDecodeError) -> str:
     }.get(exc.msg, "in string literal" if "control character" in exc.msg or "escape" in exc.msg
           else "looking for beginning of value")
     return f"invalid character '{shown}' {context}"
+
+
+_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t",
+               "\v": "\\v", "\\": "\\\\", "'": "\\'"}
+
+
+def _go_quote_char(ch: str) -> str:
+    """A character as encoding/json's quoteChar shows it (strconv.Quote, but `"` bare, `'` escaped)."""
+    if ch in _GO_ESCAPES:
+        return _GO_ESCAPES[ch]
+    if ord(ch) < 0x20 or ord(ch) == 0x7F:
+        return f"\\x{ord(ch):02x}"
+    return ch
 
 
 def _in_object(doc: str, pos: int) -> bool:

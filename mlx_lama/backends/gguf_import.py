@@ -891,6 +891,9 @@ def _build_tokenizer(kv: dict[str, Any]) -> _TokenizerBundle:
 
     # Control tokens are special (skipped when decoding with skip_special_tokens);
     # user-defined ones are matched whole but decoded like text.
+    # llama.cpp forces end-of-generation-looking tokens to control type whatever the file
+    # says (Gemma's SentencePiece vocab marks <end_of_turn> user-defined), so do we.
+    types = [_TT_CONTROL if text in _EOG_TEXTS and t != _TT_NORMAL else t for text, t in zip(tokens, types)]
     added = []
     for i, (text, ttype) in enumerate(zip(tokens, types)):
         if ttype == _TT_CONTROL:
@@ -911,17 +914,20 @@ def _build_tokenizer(kv: dict[str, Any]) -> _TokenizerBundle:
     if kind == "gpt2":
         post.append(processors.ByteLevel(trim_offsets=False))
     if (add_bos and bos) or (add_eos and eos):
-        specials = []
-        single, pair = "$A", "$A $B:1"
+        # Lists, not template strings: a token text could contain spaces or "$".
+        specials: dict[str, int] = {}
+        first, second = ["$A"], ["$B:1"]
         if add_bos and bos:
-            single, pair = f"{bos} {single}", f"{bos} $A {bos}:1 $B:1"
-            specials.append((bos, int(bos_id)))
+            first, second = [bos, *first], [f"{bos}:1", *second]
+            specials[bos] = int(bos_id)
         if add_eos and eos:
-            single += f" {eos}"
-            pair = pair.replace("$A", f"$A {eos}", 1) + f" {eos}:1"
-            if eos != bos:
-                specials.append((eos, int(eos_id)))
-        post.append(processors.TemplateProcessing(single=single, pair=pair, special_tokens=specials))
+            first, second = [*first, eos], [*second, f"{eos}:1"]
+            specials[eos] = int(eos_id)
+        post.append(
+            processors.TemplateProcessing(
+                single=first, pair=first + second, special_tokens=list(specials.items())
+            )
+        )
     if post:
         tok.post_processor = post[0] if len(post) == 1 else processors.Sequence(post)
 

@@ -42,6 +42,8 @@ def _sampler(opts: Options) -> Callable[[Any], Any]:
     if opts.temperature <= 0:
         return lambda logprobs: mx.argmax(logprobs, axis=-1)
     filters: list[Callable[[Any], Any]] = []
+    if 0 < opts.typical_p < 1.0:
+        filters.append(lambda x: _apply_typical(x, opts.typical_p))
     if 0 < opts.top_p < 1.0:
         filters.append(lambda x: apply_top_p(x, opts.top_p))
     if opts.min_p > 0:
@@ -60,6 +62,21 @@ def _sampler(opts: Options) -> Callable[[Any], Any]:
         return mx.random.categorical(logprobs * inv_temp, key=sub)
 
     return sample
+
+
+def _apply_typical(logprobs: Any, mass: float) -> Any:
+    """Locally typical sampling: keep the tokens whose surprise is closest to the entropy, up to
+    `mass` of probability (llama.cpp's `typical_p`, which mlx-lm lacks)."""
+    import mlx.core as mx
+
+    probs = mx.exp(logprobs)
+    entropy = -mx.sum(mx.where(probs > 0, probs * logprobs, 0.0), axis=-1, keepdims=True)
+    order = mx.argsort(mx.abs(-logprobs - entropy), axis=-1)
+    sorted_probs = mx.take_along_axis(probs, order, axis=-1)
+    # Keep each token whose preceding mass is below the target: the first one always stays.
+    keep_sorted = (mx.cumsum(sorted_probs, axis=-1) - sorted_probs) < mass
+    keep = mx.put_along_axis(mx.zeros_like(keep_sorted), order, keep_sorted, axis=-1)
+    return mx.where(keep, logprobs, -float("inf"))
 
 
 def _logits_processors(opts: Options) -> list[Callable[[Any, Any], Any]]:

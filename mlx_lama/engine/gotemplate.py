@@ -830,7 +830,7 @@ class _Parser:
             nxt = self.peek_nonspace()
             if nxt.kind == "kw" and nxt.val in ("if", "with"):  # "else if" / "else with" chains
                 self.next()
-                return _Jump("else", t.pos, nxt.val)
+                return _Jump("else", nxt.pos, nxt.val)
             self.expect_right("else")
             return _Jump("else", t.pos)
         if kw == "end":

@@ -89,8 +89,10 @@ def parse_options(raw: Mapping[str, Any] | None, base: Options) -> Options:
         elif key == "stop":
             if isinstance(value, str):  # the Modelfile form; the API requires an array
                 value = [value]
-            if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+            if not isinstance(value, list):
                 raise OptionError('option "stop" must be of type array')
+            if not all(isinstance(s, str) for s in value):
+                raise OptionError('option "stop" must be of an array of strings')
             changes[key] = tuple(s for s in value if s)
         elif key in HARDWARE_HINTS:
             _coerce(key, value, HARDWARE_HINTS[key])
@@ -101,10 +103,7 @@ def parse_options(raw: Mapping[str, Any] | None, base: Options) -> Options:
                 raise BadRequest(f'option "{key}" is not supported by mlx-lama (only {neutral!r} is)')
         else:
             log.warning("invalid option provided: %s", key)
-    opts = dataclasses.replace(base, **changes)
-    if opts.typical_p != 1.0:
-        raise BadRequest('option "typical_p" is not supported by mlx-lama (only 1.0 is)')
-    return opts
+    return dataclasses.replace(base, **changes)
 
 
 @dataclass

@@ -62,7 +62,8 @@ def think_value(value: Any) -> bool | str | None:
             return value
         raise errors.BadRequest(f'invalid think value: "{value}" (must be "high", "medium", "low", '
                                 f'"max", true, or false)')
-    raise errors.BadRequest(f"think must be a boolean or string (got {type(value).__name__})")
+    raise errors.BadRequest('think must be a boolean or string ("high", "medium", "low", "max", true, '
+                            'or false)')
 
 
 def check_images(images: list[str] | None) -> None:
@@ -84,8 +85,11 @@ def parse_model_name(text: str) -> Name:
 
 
 def find_model(store: Store, text: str, *, not_found: errors.ApiError | None = None) -> ModelEntry:
-    """The stored model a request names, or 404 (`model 'x' not found` unless told otherwise)."""
-    entry = store.get(text)
+    """The stored model a request names, or 404 (`model 'x' not found` unless told otherwise).
+
+    A name that cannot name anything is 400 `invalid model name`, as Ollama's parseAndValidateModelRef.
+    """
+    entry = store.get(parse_model_name(text))
     if entry is None:
         raise not_found or errors.model_not_found(text)
     return entry
@@ -118,3 +122,9 @@ def require(entry: ModelEntry, capability: str, what: str | None = None) -> None
     """400 `<full name> does not support <what>` unless the model has `capability`."""
     if capability not in entry.config.get("capabilities", []):
         raise errors.does_not_support(str(entry.name), what or capability)
+
+
+def require_vision(entry: ModelEntry) -> None:
+    """Images need a vision model (the wording of Ollama's MLX engine)."""
+    if "vision" not in entry.config.get("capabilities", []):
+        raise errors.BadRequest("this model does not support image input")

@@ -130,7 +130,7 @@ async def generate(request: Request) -> Response:
     common.require(entry, "completion", "generate")
     think = _think(entry, req.think, req.model)
     if req.images:
-        common.require(entry, "vision")
+        common.require_vision(entry)
     if req.suffix:
         common.require(entry, "insert")
     if not req.prompt and not req.suffix:
@@ -190,7 +190,7 @@ async def chat(request: Request) -> Response:
     common.require(entry, "completion", "chat")
     think = _think(entry, req.think, req.model)
     if any(m.images for m in messages):
-        common.require(entry, "vision")
+        common.require_vision(entry)
     if req.tools:
         common.require(entry, "tools")
     if not messages:

@@ -26,7 +26,7 @@ from mlx_lama.server.streams import in_thread, json_response, ndjson
 from mlx_lama.store import manifest as mf
 from mlx_lama.store.create import CreateSpec, create
 from mlx_lama.store.info import chat_template_of, model_info
-from mlx_lama.store.store import StoreError
+from mlx_lama.store.store import StoreError, read_headers
 
 FOREVER_SECONDS = 292 * 365.25 * 86400  # Ollama's "forever" lands ~292 years out
 
@@ -54,10 +54,7 @@ async def show(request: Request) -> Response:
     if not req.target:
         raise errors.BadRequest("model is required")
     store = common.services(request).store
-    try:
-        name = parse_name(req.target)
-    except InvalidName:
-        raise errors.model_not_found(req.target) from None
+    name = common.parse_model_name(req.target)  # 400 `invalid model name`, as Ollama
     entry = common.find_model(store, req.target, not_found=errors.model_not_found(name.display()))
     files = store.file_paths(entry)
     params = dict(entry.params)
@@ -78,6 +75,10 @@ async def show(request: Request) -> Response:
         capabilities=entry.config.get("capabilities"),
         modified_at=local_time(entry.modified),
     )
+    if req.verbose:
+        resp.tensors = [{"name": name, "type": meta.get("dtype", ""), "shape": meta.get("shape", [])}
+                        for header in read_headers(files) for name, meta in header.items()
+                        if name != "__metadata__"]
     return json_response(resp)
 
 

@@ -40,7 +40,7 @@ def check_file_name(name: str) -> str:
     if not name or "\\" in name or "\x00" in name or path.is_absolute():
         raise StoreError("file path must be relative")
     if any(part in ("..", ".", "") for part in name.split("/")):
-        raise StoreError(f"invalid file path {name!r}")
+        raise StoreError("file path must be relative")  # Ollama's wording for any !fs.ValidPath
     return str(path)
 
 

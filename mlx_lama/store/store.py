@@ -325,19 +325,25 @@ class Store:
         return open(self.blob_path(digest), "rb")
 
 
-def describe(files: dict[str, Path], go_template: str) -> dict[str, Any]:
-    """The config blob of a model built from `files`: what tags, show and ps report."""
-    if "config.json" not in files:
-        raise StoreError("model files must include config.json")
-    config = json.loads(files["config.json"].read_bytes())
+def read_headers(files: dict[str, Path]) -> list[dict[str, Any]]:
+    """The safetensors headers of a model's weight files (tensor names, dtypes, shapes)."""
     headers = []
-    for rel, path in files.items():
+    for rel, path in sorted(files.items()):
         if rel.endswith(".safetensors"):
             with open(path, "rb") as f:
                 def read(offset: int, length: int, f: BinaryIO = f) -> bytes:
                     f.seek(offset)
                     return f.read(length)
                 headers.append(model_info.safetensors_header(read))
+    return headers
+
+
+def describe(files: dict[str, Path], go_template: str) -> dict[str, Any]:
+    """The config blob of a model built from `files`: what tags, show and ps report."""
+    if "config.json" not in files:
+        raise StoreError("model files must include config.json")
+    config = json.loads(files["config.json"].read_bytes())
+    headers = read_headers(files)
     arch = model_info.architecture(config)
     params = model_info.parameter_count(config, headers)
     chat_template = model_info.chat_template_of(files)

@@ -520,7 +520,7 @@ def adapt_request(fx: Fixture, models: Mapping[str, str]) -> dict[str, Any]:
         raise MissingModelError(f"{fx.id}: live_server.models lacks {missing}")
     rename = {alias: models[key] for alias, key in wanted.items() if key in models}
 
-    fill: dict[str, str] = {k: v for k, v in models.items()}
+    fill: dict[str, str] = dict(models)
     fill["nonce"] = nonce
 
     substitutions: dict[str, str] = {}

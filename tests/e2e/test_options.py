@@ -69,6 +69,15 @@ def test_min_p_and_top_p_restrict_sampling_to_greedy(live_server: LiveServer) ->
     assert tokens(gen(live_server, temperature=1.0, min_p=0.999, seed=5, num_predict=10)) == tokens(greedy)
 
 
+def test_typical_p_narrows_sampling(live_server: LiveServer) -> None:
+    wide = {tuple(tokens(gen(live_server, temperature=1.5, top_k=0, top_p=1.0, seed=s, num_predict=10)))
+            for s in range(3)}
+    narrow = {tuple(tokens(gen(live_server, temperature=1.5, top_k=0, top_p=1.0, typical_p=1e-6,
+                               seed=s, num_predict=10))) for s in range(3)}
+    assert len(narrow) == 1  # one token per step survives: the output no longer depends on the seed
+    assert len(wide) > 1
+
+
 def test_stop_string_ends_output_and_never_leaks(live_server: LiveServer) -> None:
     full = gen(live_server, temperature=0, num_predict=32)["response"]
     # A stop string from the middle of the greedy answer, spanning several tokens.
@@ -123,14 +132,13 @@ def test_context_shift_generates_past_the_window(live_server: LiveServer) -> Non
 
 
 @pytest.mark.parametrize("options,status,message", [
-    ({"typical_p": 0.5}, 400, 'option "typical_p" is not supported'),
     ({"mirostat": 2}, 400, 'option "mirostat" is not supported'),
     ({"temperature": "hot"}, 500, 'option "temperature" must be of type float32'),
     ({"num_predict": "many"}, 500, 'option "num_predict" must be of type integer'),
     ({"stop": "###"}, 200, None),
     ({"mirostat": 0, "tfs_z": 1.0, "num_gpu": 99, "num_thread": 4, "use_mmap": True,
       "penalize_newline": False, "unknown_option": 1, "temperature": None}, 200, None),
-], ids=["typical_p", "mirostat", "bad-float", "bad-int", "stop-as-string", "neutral-and-hints"])
+], ids=["mirostat", "bad-float", "bad-int", "stop-as-string", "neutral-and-hints"])
 def test_option_validation(live_server: LiveServer, options: dict, status: int, message: str | None) -> None:
     body = {"model": live_server.models["default"], "prompt": "hi", "stream": False,
             "options": {"num_predict": 2, **options}}

@@ -86,7 +86,8 @@ def gpt2_vocab() -> Vocab:
 def spm_vocab() -> Vocab:
     control = ["<pad>", "<eos>", "<bos>"]
     tokens = control + ["<unk>", "<start_of_turn>", "<end_of_turn>"]
-    types = [3, 3, 3, 2, 3, 3]
+    # <end_of_turn> as a user-defined piece: llama.cpp still treats it as end-of-generation
+    types = [3, 3, 3, 2, 3, 4]
     tokens += [f"<0x{b:02X}>" for b in range(256)]
     types += [6] * 256
     # Single characters score low; merged pieces get distinct scores that fix the merge order.
@@ -535,6 +536,8 @@ def test_sentencepiece_tokenizer(tmp_path: Path) -> None:
     assert tok.encode("é", add_special_tokens=False) == [v.id("<0xC3>"), v.id("<0xA9>")]
     assert tok.decode(tok.encode("the  cat é", add_special_tokens=False)) == "the  cat é"
     assert tok.encode("<start_of_turn>", add_special_tokens=False) == [v.id("<start_of_turn>")]
+    assert tok.encode("x<end_of_turn>", add_special_tokens=False) == [v.id("<0x78>"), v.id("<end_of_turn>")]
+    assert tok.decode([v.id("the"), v.id("<end_of_turn>")], skip_special_tokens=True) == "the"
     assert set(tok.eos_token_ids) == {v.id("<eos>"), v.id("<end_of_turn>")}
 
 
