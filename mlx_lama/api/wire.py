@@ -164,7 +164,8 @@ def parse_body(raw: bytes) -> Any:
     if not raw.strip():
         raise WireError("missing request body")
     try:
-        return json.loads(raw)
+        # Go's stream decoder (what Ollama's router uses) reads the first value and ignores the rest.
+        return json.JSONDecoder().raw_decode(raw.decode().lstrip())[0]
     except UnicodeDecodeError:
         raise WireError("invalid character looking for beginning of value") from None
     except json.JSONDecodeError as exc:

@@ -101,8 +101,32 @@ class UnsupportedGGUF(ValueError):
 
 _GGUF_MAGIC = b"GGUF"
 # GGUF value type id -> struct format for scalars (8 = string, 9 = array).
-_SCALAR_FORMATS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
-_NUMPY_FORMATS = {0: "<u1", 1: "<i1", 2: "<u2", 3: "<i2", 4: "<u4", 5: "<i4", 6: "<f4", 7: "<u1", 10: "<u8", 11: "<i8", 12: "<f8"}
+_SCALAR_FORMATS = {
+    0: "<B",
+    1: "<b",
+    2: "<H",
+    3: "<h",
+    4: "<I",
+    5: "<i",
+    6: "<f",
+    7: "<?",
+    10: "<Q",
+    11: "<q",
+    12: "<d",
+}
+_NUMPY_FORMATS = {
+    0: "<u1",
+    1: "<i1",
+    2: "<u2",
+    3: "<i2",
+    4: "<u4",
+    5: "<i4",
+    6: "<f4",
+    7: "<u1",
+    10: "<u8",
+    11: "<i8",
+    12: "<f8",
+}
 _TYPE_STRING, _TYPE_ARRAY, _TYPE_FLOAT32, _TYPE_BOOL = 8, 9, 6, 7
 
 
@@ -139,7 +163,9 @@ class _GGUFFile:
         try:
             self._parse(max_array)
         except (struct.error, IndexError, UnicodeDecodeError, OverflowError) as exc:
-            raise ValueError(f"{self.path} is not a valid GGUF file (truncated or corrupt): {exc}") from exc
+            raise ValueError(
+                f"{self.path} is not a valid GGUF file (truncated or corrupt): {exc}"
+            ) from exc
 
     # -- low-level readers -------------------------------------------------------------
     def _unpack(self, fmt: str) -> Any:
@@ -178,7 +204,9 @@ class _GGUFFile:
                 return []
             return [self._string() for _ in range(count)]
         if etype == _TYPE_ARRAY:
-            values = [self._array(self._unpack("<I"), self._unpack("<Q"), max_array) for _ in range(count)]
+            values = [
+                self._array(self._unpack("<I"), self._unpack("<Q"), max_array) for _ in range(count)
+            ]
             return [] if skip else values
         np_fmt = _NUMPY_FORMATS.get(etype)
         if np_fmt is None:
@@ -226,16 +254,22 @@ class _GGUFFile:
             try:
                 qtype = GGMLQuantizationType(type_id)
             except ValueError:
-                raise UnsupportedGGUF(f"tensor type id {type_id} (tensor '{name}') is not supported") from None
+                raise UnsupportedGGUF(
+                    f"tensor type id {type_id} (tensor '{name}') is not supported"
+                ) from None
             block, type_size = GGML_QUANT_SIZES[qtype]
             n = math.prod(dims)
             if dims and dims[0] % block:
-                raise ValueError(f"tensor '{name}' row length {dims[0]} is not a multiple of {block}")
+                raise ValueError(
+                    f"tensor '{name}' row length {dims[0]} is not a multiple of {block}"
+                )
             nbytes = n // block * type_size
             offset = data_start + rel
             if offset + nbytes > len(self._mm):
                 raise ValueError(f"{self.path} is truncated: tensor '{name}' runs past the end")
-            self.tensors.append(_TensorInfo(name, tuple(int(d) for d in reversed(dims)), qtype, offset, nbytes))
+            self.tensors.append(
+                _TensorInfo(name, tuple(int(d) for d in reversed(dims)), qtype, offset, nbytes)
+            )
 
     def raw(self, t: _TensorInfo) -> "np.ndarray":
         """The tensor's bytes as a read-only (rows, bytes_per_row) uint8 array (no copy)."""
@@ -311,7 +345,7 @@ def _quantization_name(file_type: int | None, tensor_types: Counter[str]) -> str
             name = ""
         for prefix in ("MOSTLY_", "ALL_"):
             if name.startswith(prefix):
-                return name[len(prefix):]
+                return name[len(prefix) :]
     # No (known) file_type: describe the file by its most common matrix type.
     return tensor_types.most_common(1)[0][0] if tensor_types else "unknown"
 
@@ -348,8 +382,10 @@ def _f16_field(blocks: "np.ndarray", start: int) -> "np.ndarray":
     """Read the little-endian fp16 at byte ``start`` of every block, as float32."""
     import numpy as np
 
-    return np.ascontiguousarray(blocks[..., start : start + 2]).view(np.float16)[..., 0].astype(
-        np.float32
+    return (
+        np.ascontiguousarray(blocks[..., start : start + 2])
+        .view(np.float16)[..., 0]
+        .astype(np.float32)
     )
 
 
@@ -731,7 +767,10 @@ class _PreTokenizer:
 
 _PRE_TOKENIZERS: dict[str, _PreTokenizer] = {}
 for _names, _pre in (
-    (("default",), _PreTokenizer((r"[\p{P}\$\+<=>\^~\|]+", _GPT2_RE, r"\p{N}+", r"[0-9][0-9][0-9]"))),
+    (
+        ("default",),
+        _PreTokenizer((r"[\p{P}\$\+<=>\^~\|]+", _GPT2_RE, r"\p{N}+", r"[0-9][0-9][0-9]")),
+    ),
     (("gpt-2", "gpt2", "phi-2", "mpt", "olmo", "jais", "exaone4"), _PreTokenizer((_GPT2_RE,))),
     (
         ("llama3", "llama-v3", "llama-bpe", "falcon3", "pixtral"),
@@ -790,7 +829,9 @@ def _token_text(tokens: list[str], idx: Any) -> str | None:
     return tokens[int(idx)]
 
 
-def _bpe_model(kv: dict[str, Any], tokens: list[str], types: list[int]) -> tuple[Any, _PreTokenizer]:
+def _bpe_model(
+    kv: dict[str, Any], tokens: list[str], types: list[int]
+) -> tuple[Any, _PreTokenizer]:
     """Byte-level BPE (``tokenizer.ggml.model == "gpt2"``) and its pre-tokenizer spec."""
     from tokenizers import models
 
@@ -807,7 +848,11 @@ def _bpe_model(kv: dict[str, Any], tokens: list[str], types: list[int]) -> tuple
         if sep:
             merges.append((left, right))
     model = models.BPE(
-        vocab=vocab, merges=merges, fuse_unk=False, byte_fallback=False, ignore_merges=pre.ignore_merges
+        vocab=vocab,
+        merges=merges,
+        fuse_unk=False,
+        byte_fallback=False,
+        ignore_merges=pre.ignore_merges,
     )
     return model, pre
 
@@ -833,14 +878,26 @@ def _spm_merges(tokens: list[str], types: list[int], scores: list[float]) -> lis
 
 def _build_tokenizer(kv: dict[str, Any]) -> _TokenizerBundle:
     """Rebuild a HF ``tokenizers`` tokenizer from the ``tokenizer.ggml.*`` metadata."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers
-    from tokenizers import pre_tokenizers, processors
+    from tokenizers import (
+        AddedToken,
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+    )
 
     kind = kv.get("tokenizer.ggml.model")
     tokens: list[str] = kv.get("tokenizer.ggml.tokens") or []
     if not tokens:
         raise UnsupportedGGUF("GGUF file has no embedded tokenizer (tokenizer.ggml.tokens)")
     types: list[int] = kv.get("tokenizer.ggml.token_type") or [_TT_NORMAL] * len(tokens)
+    if len(types) != len(tokens):
+        raise UnsupportedGGUF(
+            f"tokenizer.ggml.token_type has {len(types)} entries for {len(tokens)} tokens"
+        )
 
     bos_id = kv.get("tokenizer.ggml.bos_token_id")
     eos_id = kv.get("tokenizer.ggml.eos_token_id")
@@ -860,6 +917,10 @@ def _build_tokenizer(kv: dict[str, Any]) -> _TokenizerBundle:
         user_normalized = False
     elif kind == "llama":
         scores = kv.get("tokenizer.ggml.scores") or [0.0] * len(tokens)
+        if len(scores) != len(tokens):
+            raise UnsupportedGGUF(
+                f"tokenizer.ggml.scores has {len(scores)} entries for {len(tokens)} tokens"
+            )
         vocab: dict[str, int] = {}
         for i, t in enumerate(tokens):
             vocab.setdefault(t, i)
@@ -873,7 +934,9 @@ def _build_tokenizer(kv: dict[str, Any]) -> _TokenizerBundle:
         if unk is None and _TT_UNKNOWN in types:
             unk = tokens[types.index(_TT_UNKNOWN)]
         tok = Tokenizer(
-            models.BPE(vocab=vocab, merges=merge_pairs, unk_token=unk, fuse_unk=True, byte_fallback=True)
+            models.BPE(
+                vocab=vocab, merges=merge_pairs, unk_token=unk, fuse_unk=True, byte_fallback=True
+            )
         )
         add_prefix = bool(kv.get("tokenizer.ggml.add_space_prefix", True))
         norm = [normalizers.Replace(" ", "\u2581")]
@@ -887,15 +950,20 @@ def _build_tokenizer(kv: dict[str, Any]) -> _TokenizerBundle:
         default_bos, clean_spaces = True, False
         user_normalized = True
     else:
-        raise UnsupportedGGUF(f"tokenizer model '{kind}' is not supported (only gpt2 BPE and llama SentencePiece)")
+        raise UnsupportedGGUF(
+            f"tokenizer model '{kind}' is not supported (only gpt2 BPE and llama SentencePiece)"
+        )
 
     # Control tokens are special (skipped when decoding with skip_special_tokens);
     # user-defined ones are matched whole but decoded like text.
     # llama.cpp forces end-of-generation-looking tokens to control type whatever the file
     # says (Gemma's SentencePiece vocab marks <end_of_turn> user-defined), so do we.
-    types = [_TT_CONTROL if text in _EOG_TEXTS and t != _TT_NORMAL else t for text, t in zip(tokens, types)]
+    types = [
+        _TT_CONTROL if text in _EOG_TEXTS and t != _TT_NORMAL else t
+        for text, t in zip(tokens, types, strict=True)
+    ]
     added = []
-    for i, (text, ttype) in enumerate(zip(tokens, types)):
+    for text, ttype in zip(tokens, types, strict=True):
         if ttype == _TT_CONTROL:
             added.append(AddedToken(text, special=True, normalized=False))
         elif ttype == _TT_USER_DEFINED:
@@ -932,10 +1000,14 @@ def _build_tokenizer(kv: dict[str, Any]) -> _TokenizerBundle:
         tok.post_processor = post[0] if len(post) == 1 else processors.Sequence(post)
 
     eog: list[int] = []
-    for extra in (eos_id, kv.get("tokenizer.ggml.eot_token_id"), kv.get("tokenizer.ggml.eom_token_id")):
+    for extra in (
+        eos_id,
+        kv.get("tokenizer.ggml.eot_token_id"),
+        kv.get("tokenizer.ggml.eom_token_id"),
+    ):
         if extra is not None and 0 <= int(extra) < len(tokens) and int(extra) not in eog:
             eog.append(int(extra))
-    for i, (text, ttype) in enumerate(zip(tokens, types)):
+    for i, (text, ttype) in enumerate(zip(tokens, types, strict=True)):
         if ttype == _TT_CONTROL and text in _EOG_TEXTS and i not in eog:
             eog.append(i)
 
@@ -946,7 +1018,12 @@ def _build_tokenizer(kv: dict[str, Any]) -> _TokenizerBundle:
         "clean_up_tokenization_spaces": clean_spaces,
         "model_max_length": int(kv.get(f"{kv.get('general.architecture')}.context_length", 4096)),
     }
-    for key, idx in (("bos_token", bos_id), ("eos_token", eos_id), ("unk_token", unk_id), ("pad_token", pad_id)):
+    for key, idx in (
+        ("bos_token", bos_id),
+        ("eos_token", eos_id),
+        ("unk_token", unk_id),
+        ("pad_token", pad_id),
+    ):
         text = _token_text(tokens, idx)
         if text is not None:
             tcfg[key] = text
@@ -983,9 +1060,9 @@ def _unpermute_rows(n_rows: int, n_head: int) -> "np.ndarray":
 class _ShardWriter:
     """Collects converted arrays and writes safetensors shards of bounded size."""
 
-    def __init__(self, directory: Path, max_bytes: int = _MAX_SHARD_BYTES) -> None:
+    def __init__(self, directory: Path, max_bytes: int | None = None) -> None:
         self.directory = directory
-        self.max_bytes = max_bytes
+        self.max_bytes = _MAX_SHARD_BYTES if max_bytes is None else max_bytes
         self.pending: dict[str, Any] = {}
         self.pending_bytes = 0
         self.files: list[tuple[Path, list[str]]] = []
@@ -1024,7 +1101,10 @@ class _ShardWriter:
             path.rename(self.directory / final)
             names.append(final)
             weight_map.update({k: final for k in keys})
-        index = {"metadata": {"total_size": self.total_bytes}, "weight_map": dict(sorted(weight_map.items()))}
+        index = {
+            "metadata": {"total_size": self.total_bytes},
+            "weight_map": dict(sorted(weight_map.items())),
+        }
         (self.directory / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
         return names
 
@@ -1084,7 +1164,9 @@ def convert_gguf(
     report(f"reading {src.name}")
     gguf_file = _GGUFFile(src)
     try:
-        return _convert(gguf_file, src, dst, keep_quant=keep_quant, dtype=dtype, report=report, started=started)
+        return _convert(
+            gguf_file, src, dst, keep_quant=keep_quant, dtype=dtype, report=report, started=started
+        )
     finally:
         gguf_file.close()
 
@@ -1185,14 +1267,16 @@ def _convert(
                     quant[module] = {"group_size": _GROUP_SIZE, "bits": bits}
             config["quantization"] = quant
         eos_ids = tok.eos_token_ids
-        config.update(
-            torch_dtype=dtype,
-            bos_token_id=tok.bos_token_id,
-            eos_token_id=eos_ids[0] if len(eos_ids) == 1 else eos_ids,
-        )
+        config.update(torch_dtype=dtype, bos_token_id=tok.bos_token_id)
+        if eos_ids:  # mlx_lm stops on every id listed here
+            config["eos_token_id"] = eos_ids[0] if len(eos_ids) == 1 else eos_ids
         if tok.pad_token_id is not None:
             config["pad_token_id"] = tok.pad_token_id
-        level = source_quant if kept else {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}[dtype]
+        level = (
+            source_quant
+            if kept
+            else {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}[dtype]
+        )
         config["mlx_lama"] = {
             "source": "gguf",
             "source_file": src.name,
@@ -1200,7 +1284,7 @@ def _convert(
             "quantization_level": level,
         }
         _write_json(tmp / "config.json", config)
-        gen = {"bos_token_id": tok.bos_token_id, "eos_token_id": config["eos_token_id"]}
+        gen = {"bos_token_id": tok.bos_token_id, "eos_token_id": config.get("eos_token_id")}
         if tok.pad_token_id is not None:
             gen["pad_token_id"] = tok.pad_token_id
         _write_json(tmp / "generation_config.json", gen)

@@ -40,6 +40,7 @@ class _Slot:
     last_used: float = 0.0
     timer: asyncio.TimerHandle | None = None
     unloaded: bool = False
+    unload_asked: bool = False  # an unload came while busy: go when the last request ends
 
 
 class Lease:
@@ -98,6 +99,7 @@ class Scheduler:
             async with self._cond:
                 slot = await self._slot_for(spec, keep_alive)
                 slot.refs += 1
+                slot.unload_asked = False  # as Ollama: the newest request's keep_alive rules
                 slot.last_used = time.monotonic()
                 if slot.timer:
                     slot.timer.cancel()
@@ -145,7 +147,7 @@ class Scheduler:
     def _release(self, slot: _Slot, keep_alive: float | None) -> None:
         self._inflight -= 1
         slot.refs -= 1
-        slot.keep_alive = self._keep(keep_alive)
+        slot.keep_alive = 0 if slot.unload_asked else self._keep(keep_alive)
         slot.last_used = time.monotonic()
         slot.expires_at = self._clock() + slot.keep_alive
         if slot.refs == 0 and not slot.unloaded:
@@ -186,6 +188,8 @@ class Scheduler:
             slot.expires_at = self._clock()
             if slot.refs == 0:
                 await self._unload(slot)
+            else:
+                slot.unload_asked = True
 
     # ------------------------------------------------------------ inspection and shutdown
 

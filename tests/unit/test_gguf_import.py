@@ -48,7 +48,11 @@ CHAT_TEMPLATE = (
 
 def _byte_chars() -> list[str]:
     """GPT-2's byte -> printable character table (byte-level BPE alphabet), by byte."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
     table, extra = {}, 0
     for b in range(256):
         if b in printable:
@@ -77,7 +81,15 @@ class Vocab:
 
 def gpt2_vocab() -> Vocab:
     specials = ["<|begin|>", "<|im_start|>", "<|im_end|>", "<|endoftext|>"]
-    merges = [("t", "h"), ("th", "e"), ("Ġ", "the"), ("Ġ", "c"), ("a", "t"), ("Ġc", "at"), ("1", "2")]
+    merges = [
+        ("t", "h"),
+        ("th", "e"),
+        ("Ġ", "the"),
+        ("Ġ", "c"),
+        ("a", "t"),
+        ("Ġc", "at"),
+        ("1", "2"),
+    ]
     tokens = specials + _byte_chars() + [a + b for a, b in merges] + ["<tool>"]
     types = [3] * len(specials) + [1] * (256 + len(merges)) + [4]
     return Vocab("gpt2", tokens, types, [f"{a} {b}" for a, b in merges], bos=0, eos=2)
@@ -91,8 +103,22 @@ def spm_vocab() -> Vocab:
     tokens += [f"<0x{b:02X}>" for b in range(256)]
     types += [6] * 256
     # Single characters score low; merged pieces get distinct scores that fix the merge order.
-    pieces = {"▁": -100, "t": -100, "h": -100, "e": -100, "c": -100, "a": -100, "1": -100, "2": -100,
-              "th": -1, "the": -2, "▁c": -3, "▁ca": -4, "at": -5, "▁▁": -6}
+    pieces = {
+        "▁": -100,
+        "t": -100,
+        "h": -100,
+        "e": -100,
+        "c": -100,
+        "a": -100,
+        "1": -100,
+        "2": -100,
+        "th": -1,
+        "the": -2,
+        "▁c": -3,
+        "▁ca": -4,
+        "at": -5,
+        "▁▁": -6,
+    }
     tokens += list(pieces)
     types += [1] * len(pieces)
     scores = [0.0] * (len(tokens) - len(pieces)) + [float(s) for s in pieces.values()]
@@ -125,14 +151,18 @@ class Spec:
 
 SPECS: dict[str, Callable[[], Spec]] = {
     "llama": lambda: Spec(
-        "llama", pre="llama-bpe", rope_base=500000.0,
+        "llama",
+        pre="llama-bpe",
+        rope_base=500000.0,
         rope_freqs={"factor": 8.0, "low": 1.0, "high": 4.0, "orig": 8192},
     ),
     "qwen2": lambda: Spec("qwen2", tied=False, qkv_bias=True, eps=1e-6, rope_base=1e6),
     # head_dim != hidden/heads, as in the real Qwen3 models
     "qwen3": lambda: Spec("qwen3", head_dim=32, qk_norm=True, eps=1e-6, rope_base=1e6),
     # six layers so that layer 5 is a global-attention layer with its own rope base
-    "gemma3": lambda: Spec("gemma3", layers=6, qk_norm=True, eps=1e-6, rope_base=1e6, vocab=spm_vocab()),
+    "gemma3": lambda: Spec(
+        "gemma3", layers=6, qk_norm=True, eps=1e-6, rope_base=1e6, vocab=spm_vocab()
+    ),
 }
 
 # Tensor type per weight matrix for each synthetic file; K-quants need rows that are a
@@ -144,24 +174,42 @@ CASES: dict[str, Callable[[str], Any]] = {
     "Q8_0": lambda name: Q.Q8_0,
     "Q4_0": lambda name: Q.Q4_0,
     "Q4_1": lambda name: Q.Q8_0 if name == "token_embd.weight" else Q.Q4_1,  # like SmolLM2
-    "Q5_0": lambda name: Q.Q8_0 if name == "token_embd.weight" else (Q.Q5_1 if "ffn" in name else Q.Q5_0),
-    "Q4_K_M": lambda name: Q.Q6_K if any(k in name for k in ("ffn_down", "attn_v", "output.")) else Q.Q4_K,
+    "Q5_0": lambda name: (
+        Q.Q8_0 if name == "token_embd.weight" else (Q.Q5_1 if "ffn" in name else Q.Q5_0)
+    ),
+    "Q4_K_M": lambda name: (
+        Q.Q6_K if any(k in name for k in ("ffn_down", "attn_v", "output.")) else Q.Q4_K
+    ),
     "Q5_K_S": lambda name: {"attn_v": Q.Q3_K, "ffn_down": Q.Q2_K, "token_embd": Q.Q6_K}.get(
         name.split(".")[-2], Q.Q5_K
     ),
 }
 FILE_TYPES = {
-    "F32": "ALL_F32", "F16": "MOSTLY_F16", "BF16": "MOSTLY_BF16", "Q8_0": "MOSTLY_Q8_0",
-    "Q4_0": "MOSTLY_Q4_0", "Q4_1": "MOSTLY_Q4_1", "Q5_0": "MOSTLY_Q5_0",
-    "Q4_K_M": "MOSTLY_Q4_K_M", "Q5_K_S": "MOSTLY_Q5_K_S",
+    "F32": "ALL_F32",
+    "F16": "MOSTLY_F16",
+    "BF16": "MOSTLY_BF16",
+    "Q8_0": "MOSTLY_Q8_0",
+    "Q4_0": "MOSTLY_Q4_0",
+    "Q4_1": "MOSTLY_Q4_1",
+    "Q5_0": "MOSTLY_Q5_0",
+    "Q4_K_M": "MOSTLY_Q4_K_M",
+    "Q5_K_S": "MOSTLY_Q5_K_S",
 }
 K_QUANTS = {Q.Q2_K, Q.Q3_K, Q.Q4_K, Q.Q5_K, Q.Q6_K}
 # Byte offsets of the fp16 super-block scales (d, dmin) inside each K-quant block, and a
 # dmin/d ratio that roughly centres the random weights around zero.
-K_FP16_FIELDS = {Q.Q4_K: (0, 2, 7.5), Q.Q5_K: (0, 2, 15.5), Q.Q2_K: (80, 82, 1.5), Q.Q3_K: (108, None, 0), Q.Q6_K: (208, None, 0)}
+K_FP16_FIELDS = {
+    Q.Q4_K: (0, 2, 7.5),
+    Q.Q5_K: (0, 2, 15.5),
+    Q.Q2_K: (80, 82, 1.5),
+    Q.Q3_K: (108, None, 0),
+    Q.Q6_K: (208, None, 0),
+}
 
 
-def _random_kquant(rng: np.random.Generator, shape: tuple[int, int], qtype: Any, std: float) -> np.ndarray:
+def _random_kquant(
+    rng: np.random.Generator, shape: tuple[int, int], qtype: Any, std: float
+) -> np.ndarray:
     """Random but valid K-quant blocks (gguf.quants cannot quantize K types).
 
     Any bit pattern is a valid block once the fp16 scales are finite, so fill random bytes,
@@ -185,43 +233,71 @@ def _random_kquant(rng: np.random.Generator, shape: tuple[int, int], qtype: Any,
 def _tensor_shapes(s: Spec) -> dict[str, tuple[int, ...]]:
     n_vocab = len(s.vocab.tokens)
     q_rows, kv_rows = s.heads * s.head_dim, s.kv_heads * s.head_dim
-    shapes: dict[str, tuple[int, ...]] = {"token_embd.weight": (n_vocab, s.hidden), "output_norm.weight": (s.hidden,)}
+    shapes: dict[str, tuple[int, ...]] = {
+        "token_embd.weight": (n_vocab, s.hidden),
+        "output_norm.weight": (s.hidden,),
+    }
     if not s.tied:
         shapes["output.weight"] = (n_vocab, s.hidden)
     for i in range(s.layers):
         p = f"blk.{i}."
-        shapes.update({
-            p + "attn_norm.weight": (s.hidden,),
-            p + "attn_q.weight": (q_rows, s.hidden),
-            p + "attn_k.weight": (kv_rows, s.hidden),
-            p + "attn_v.weight": (kv_rows, s.hidden),
-            p + "attn_output.weight": (s.hidden, q_rows),
-            p + "ffn_norm.weight": (s.hidden,),
-            p + "ffn_gate.weight": (s.ffn, s.hidden),
-            p + "ffn_up.weight": (s.ffn, s.hidden),
-            p + "ffn_down.weight": (s.hidden, s.ffn),
-        })
+        shapes.update(
+            {
+                p + "attn_norm.weight": (s.hidden,),
+                p + "attn_q.weight": (q_rows, s.hidden),
+                p + "attn_k.weight": (kv_rows, s.hidden),
+                p + "attn_v.weight": (kv_rows, s.hidden),
+                p + "attn_output.weight": (s.hidden, q_rows),
+                p + "ffn_norm.weight": (s.hidden,),
+                p + "ffn_gate.weight": (s.ffn, s.hidden),
+                p + "ffn_up.weight": (s.ffn, s.hidden),
+                p + "ffn_down.weight": (s.hidden, s.ffn),
+            }
+        )
         if s.qkv_bias:
-            shapes.update({p + "attn_q.bias": (q_rows,), p + "attn_k.bias": (kv_rows,), p + "attn_v.bias": (kv_rows,)})
+            shapes.update(
+                {
+                    p + "attn_q.bias": (q_rows,),
+                    p + "attn_k.bias": (kv_rows,),
+                    p + "attn_v.bias": (kv_rows,),
+                }
+            )
         if s.qk_norm:
-            shapes.update({p + "attn_q_norm.weight": (s.head_dim,), p + "attn_k_norm.weight": (s.head_dim,)})
+            shapes.update(
+                {p + "attn_q_norm.weight": (s.head_dim,), p + "attn_k_norm.weight": (s.head_dim,)}
+            )
         if s.arch == "gemma3":
-            shapes.update({p + "post_attention_norm.weight": (s.hidden,), p + "post_ffw_norm.weight": (s.hidden,)})
+            shapes.update(
+                {
+                    p + "post_attention_norm.weight": (s.hidden,),
+                    p + "post_ffw_norm.weight": (s.hidden,),
+                }
+            )
     return shapes
 
 
-def llama3_factors(head_dim: int, base: float, factor: float, low: float, high: float, orig: int) -> np.ndarray:
+def llama3_factors(
+    head_dim: int, base: float, factor: float, low: float, high: float, orig: int
+) -> np.ndarray:
     """Per-dimension rope divisors of Llama 3.1 frequency scaling (as in rope_freqs)."""
     inv = base ** -(np.arange(0, head_dim, 2) / head_dim)
     wavelen = 2 * math.pi / inv
     smooth = (orig / wavelen - low) / (high - low)
     mid = 1 / ((1 - smooth) / factor + smooth)
-    return np.where(wavelen < orig / high, 1.0, np.where(wavelen > orig / low, factor, mid)).astype(np.float32)
+    return np.where(wavelen < orig / high, 1.0, np.where(wavelen > orig / low, factor, mid)).astype(
+        np.float32
+    )
 
 
 def write_gguf(
-    path: Path, s: Spec, pick: Callable[[str], Any], *, file_type: str | None = None,
-    seed: int = 0, tokenizer_pre: str | None = None, extra_tensor: tuple[str, np.ndarray, Any] | None = None,
+    path: Path,
+    s: Spec,
+    pick: Callable[[str], Any],
+    *,
+    file_type: str | None = None,
+    seed: int = 0,
+    tokenizer_pre: str | None = None,
+    extra_tensor: tuple[str, np.ndarray, Any] | None = None,
 ) -> dict[str, np.ndarray]:
     """Write a random model; return its weights as the GGUF stores them, dequantized (f64)."""
     rng = np.random.default_rng(seed)
@@ -263,7 +339,9 @@ def write_gguf(
     for name, shape in _tensor_shapes(s).items():
         if len(shape) == 1:
             # norms around 1 (Gemma stores 1 + w, so also around 1), biases around 0
-            x = (rng.normal(0, 0.1, shape) + (0.0 if name.endswith(".bias") else 1.0)).astype(np.float32)
+            x = (rng.normal(0, 0.1, shape) + (0.0 if name.endswith(".bias") else 1.0)).astype(
+                np.float32
+            )
             w.add_tensor(name, x)
             ref[name] = x.astype(np.float64)
             continue
@@ -275,7 +353,11 @@ def write_gguf(
             raw = _random_kquant(rng, shape, qtype, std)
         else:
             x = rng.normal(0, std, shape).astype(np.float32)
-            raw = x if qtype == Q.F32 else (x.astype(np.float16) if qtype == Q.F16 else quantize(x, qtype))
+            raw = (
+                x
+                if qtype == Q.F32
+                else (x.astype(np.float16) if qtype == Q.F16 else quantize(x, qtype))
+            )
         if raw.dtype == np.uint8:
             w.add_tensor(name, raw, raw_dtype=qtype)
         else:
@@ -283,7 +365,9 @@ def write_gguf(
         ref[name] = dequantize(raw, qtype).astype(np.float64).reshape(shape)
     if s.rope_freqs:
         f = s.rope_freqs
-        factors = llama3_factors(s.head_dim, s.rope_base, f["factor"], f["low"], f["high"], f["orig"])
+        factors = llama3_factors(
+            s.head_dim, s.rope_base, f["factor"], f["low"], f["high"], f["orig"]
+        )
         w.add_tensor("rope_freqs.weight", factors)
         ref["rope_freqs.weight"] = factors.astype(np.float64)
     if extra_tensor is not None:
@@ -422,7 +506,9 @@ def test_synthetic_logits_match_reference(tmp_path: Path, arch: str, case: str) 
         assert summary["dequantized"] > 0 and summary["kept_quantized"] > 0
 
     ids = IDS[:6]
-    _assert_logits_close(mlx_logits(tmp_path / "out", ids), reference_logits(spec, W, ids), rel=1e-4)
+    _assert_logits_close(
+        mlx_logits(tmp_path / "out", ids), reference_logits(spec, W, ids), rel=1e-4
+    )
 
 
 @pytest.mark.parametrize("arch", list(SPECS))
@@ -436,7 +522,9 @@ def test_dequantized_conversion_matches_reference(tmp_path: Path, arch: str) -> 
     assert "quantization" not in config
     assert summary["quantization_level"] == "F32"
     assert summary["kept_quantized"] == 0
-    _assert_logits_close(mlx_logits(tmp_path / "out", IDS), reference_logits(spec, W, IDS), rel=1e-4)
+    _assert_logits_close(
+        mlx_logits(tmp_path / "out", IDS), reference_logits(spec, W, IDS), rel=1e-4
+    )
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
@@ -448,7 +536,9 @@ def test_half_precision_dtype(tmp_path: Path, dtype: str) -> None:
     weights = mx.load(str(tmp_path / "out" / "model.safetensors"))
     assert weights["model.layers.0.self_attn.q_proj.scales"].dtype == getattr(mx, dtype)
     assert weights["model.layers.0.input_layernorm.weight"].dtype == getattr(mx, dtype)
-    _assert_logits_close(mlx_logits(tmp_path / "out", IDS), reference_logits(spec, W, IDS), rel=5e-2)
+    _assert_logits_close(
+        mlx_logits(tmp_path / "out", IDS), reference_logits(spec, W, IDS), rel=5e-2
+    )
 
 
 def test_quantized_weights_are_bit_exact(tmp_path: Path) -> None:
@@ -461,15 +551,46 @@ def test_quantized_weights_are_bit_exact(tmp_path: Path) -> None:
     weights = mx.load(str(tmp_path / "out" / "model.safetensors"))
 
     def deq(prefix: str, bits: int) -> np.ndarray:
-        return np.array(mx.dequantize(weights[prefix + ".weight"], weights[prefix + ".scales"],
-                                      weights[prefix + ".biases"], group_size=32, bits=bits))
+        return np.array(
+            mx.dequantize(
+                weights[prefix + ".weight"],
+                weights[prefix + ".scales"],
+                weights[prefix + ".biases"],
+                group_size=32,
+                bits=bits,
+            )
+        )
 
-    np.testing.assert_array_equal(deq("model.embed_tokens", 8), W["token_embd.weight"].astype(np.float32))
-    np.testing.assert_array_equal(deq("model.layers.1.mlp.down_proj", 4), W["blk.1.ffn_down.weight"].astype(np.float32))
+    np.testing.assert_array_equal(
+        deq("model.embed_tokens", 8), W["token_embd.weight"].astype(np.float32)
+    )
+    np.testing.assert_array_equal(
+        deq("model.layers.1.mlp.down_proj", 4), W["blk.1.ffn_down.weight"].astype(np.float32)
+    )
     q = W["blk.0.attn_q.weight"].astype(np.float32)
     rows = q.shape[0]
-    unpermuted = q.reshape(spec.heads, rows // spec.heads // 2, 2, -1).swapaxes(1, 2).reshape(rows, -1)
+    unpermuted = (
+        q.reshape(spec.heads, rows // spec.heads // 2, 2, -1).swapaxes(1, 2).reshape(rows, -1)
+    )
     np.testing.assert_array_equal(deq("model.layers.0.self_attn.q_proj", 4), unpermuted)
+
+
+def test_sharded_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Big models are split into model-0000i-of-0000n.safetensors plus an index."""
+    from mlx_lama.backends import gguf_import
+
+    monkeypatch.setattr(gguf_import, "_MAX_SHARD_BYTES", 600_000)
+    spec = SPECS["qwen3"]()
+    src = tmp_path / "m.gguf"
+    W = write_gguf(src, spec, CASES["F32"])
+    convert_gguf(src, tmp_path / "out")
+    shards = sorted(p.name for p in (tmp_path / "out").glob("model*.safetensors"))
+    assert len(shards) > 1 and shards[0] == f"model-00001-of-{len(shards):05d}.safetensors"
+    index = json.loads((tmp_path / "out" / "model.safetensors.index.json").read_text())
+    assert set(index["weight_map"].values()) == set(shards)
+    _assert_logits_close(
+        mlx_logits(tmp_path / "out", IDS), reference_logits(spec, W, IDS), rel=1e-4
+    )
 
 
 def test_output_files_and_tokenizer_config(tmp_path: Path) -> None:
@@ -478,7 +599,11 @@ def test_output_files_and_tokenizer_config(tmp_path: Path) -> None:
     convert_gguf(src, tmp_path / "out")
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir()) == [
-        "config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
     ]
     tcfg = json.loads((out / "tokenizer_config.json").read_text())
     assert tcfg["chat_template"] == CHAT_TEMPLATE
@@ -513,11 +638,17 @@ def test_bpe_tokenizer_qwen2_pretokenizer(tmp_path: Path) -> None:
     tok, v = _load_tokenizer("qwen2", tmp_path)
     assert tok.encode("the cat") == [v.id("the"), v.id("Ġcat")]
     assert tok.encode("12345") == [v.id(c) for c in "12345"]  # qwen2 splits digits one by one
-    assert tok.encode("<|im_start|>the<|im_end|>") == [v.id("<|im_start|>"), v.id("the"), v.id("<|im_end|>")]
+    assert tok.encode("<|im_start|>the<|im_end|>") == [
+        v.id("<|im_start|>"),
+        v.id("the"),
+        v.id("<|im_end|>"),
+    ]
     assert tok.encode("a<tool>b") == [v.id("a"), v.id("<tool>"), v.id("b")]  # user-defined token
     text = "Grüße, 世界! 🎉\r\n\tx"
     assert tok.decode(tok.encode(text)) == text
-    prompt = tok.apply_chat_template([{"role": "user", "content": "the"}], add_generation_prompt=True)
+    prompt = tok.apply_chat_template(
+        [{"role": "user", "content": "the"}], add_generation_prompt=True
+    )
     assert prompt[:3] == [v.id("<|im_start|>"), v.id("u"), v.id("s")]
 
 
@@ -536,7 +667,10 @@ def test_sentencepiece_tokenizer(tmp_path: Path) -> None:
     assert tok.encode("é", add_special_tokens=False) == [v.id("<0xC3>"), v.id("<0xA9>")]
     assert tok.decode(tok.encode("the  cat é", add_special_tokens=False)) == "the  cat é"
     assert tok.encode("<start_of_turn>", add_special_tokens=False) == [v.id("<start_of_turn>")]
-    assert tok.encode("x<end_of_turn>", add_special_tokens=False) == [v.id("<0x78>"), v.id("<end_of_turn>")]
+    assert tok.encode("x<end_of_turn>", add_special_tokens=False) == [
+        v.id("<0x78>"),
+        v.id("<end_of_turn>"),
+    ]
     assert tok.decode([v.id("the"), v.id("<end_of_turn>")], skip_special_tokens=True) == "the"
     assert set(tok.eos_token_ids) == {v.id("<eos>"), v.id("<end_of_turn>")}
 
@@ -574,7 +708,9 @@ def test_unknown_tensor_and_pretokenizer(tmp_path: Path) -> None:
         convert_gguf(src, tmp_path / "out")
     src2 = tmp_path / "m2.gguf"
     raw = quantize(np.ones((4, 32), np.float32), Q.Q8_0)
-    write_gguf(src2, SPECS["qwen2"](), CASES["F32"], extra_tensor=("blk.0.ssm_conv.weight", raw, Q.Q8_0))
+    write_gguf(
+        src2, SPECS["qwen2"](), CASES["F32"], extra_tensor=("blk.0.ssm_conv.weight", raw, Q.Q8_0)
+    )
     with pytest.raises(UnsupportedGGUF, match=r"tensor 'blk.0.ssm_conv.weight'"):
         convert_gguf(src2, tmp_path / "out")
 
@@ -621,8 +757,13 @@ def test_llama3_rope_scaling_recovered() -> None:
     for factor in (8.0, 32.0):
         factors = llama3_factors(128, 500000.0, factor, 1.0, 4.0, 8192)
         got = _llama3_rope_scaling(factors, 128, 500000.0)
-        assert got == {"rope_type": "llama3", "factor": factor, "low_freq_factor": 1.0,
-                       "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
+        assert got == {
+            "rope_type": "llama3",
+            "factor": factor,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192,
+        }
     assert _llama3_rope_scaling(np.ones(64, np.float32), 128, 500000.0) is None
     with pytest.raises(UnsupportedGGUF, match="rope_freqs"):
         _llama3_rope_scaling(np.linspace(1, 3, 64), 128, 500000.0)
@@ -653,7 +794,11 @@ def test_smollm2_conversion_summary(smollm2_dir: Path) -> None:
     assert config["model_type"] == "llama"
     assert config["num_hidden_layers"] == 30 and config["hidden_size"] == 576
     assert config["tie_word_embeddings"] is True
-    assert config["quantization"] == {"group_size": 32, "bits": 4, "model.embed_tokens": {"group_size": 32, "bits": 8}}
+    assert config["quantization"] == {
+        "group_size": 32,
+        "bits": 4,
+        "model.embed_tokens": {"group_size": 32, "bits": 8},
+    }
     assert config["mlx_lama"]["quantization_level"] == "Q4_1"
     kv = read_gguf_metadata(smollm2_gguf())
     assert kv["general.parameter_count"] == 134515008
