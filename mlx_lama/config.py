@@ -18,6 +18,7 @@ DEFAULT_KEEP_ALIVE = 300.0  # 5m, as Ollama
 DEFAULT_MAX_LOADED = 3  # Ollama: 3 x GPUs; unified memory counts as one
 DEFAULT_MAX_QUEUE = 512
 DEFAULT_CONTEXT_LENGTH = 4096
+DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 
 
 class ConfigError(ValueError):
@@ -49,6 +50,8 @@ class Config:
 
     host: HostAddr = field(default_factory=lambda: parse_host(None))
     models_dir: Path = field(default_factory=lambda: Path.home() / ".mlx-lama" / "models")
+    # The user's model-alias table, merged over the built-in data/models.yaml (store/registry.py).
+    registry_file: Path = field(default_factory=lambda: Path.home() / ".mlx-lama" / "registry.yaml")
     keep_alive: float = DEFAULT_KEEP_ALIVE  # seconds; math.inf = forever; 0 = unload after use
     max_loaded_models: int = DEFAULT_MAX_LOADED
     max_queue: int = DEFAULT_MAX_QUEUE
@@ -57,6 +60,9 @@ class Config:
     origins: tuple[str, ...] = ()
     debug: bool = False
     shutdown_grace: float = 10.0  # seconds in-flight streams get to finish on shutdown
+    # Where pulls reach the Hugging Face hub (HF_ENDPOINT, as huggingface_hub reads it: a mirror,
+    # or a local fake hub in tests). Passed explicitly, so it never depends on import order.
+    hf_endpoint: str = DEFAULT_HF_ENDPOINT
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -74,6 +80,9 @@ class Config:
         return cls(
             host=parse_host(env.get("OLLAMA_HOST")),
             models_dir=Path(models).expanduser() if models else Path.home() / ".mlx-lama" / "models",
+            registry_file=Path(
+                _clean(env.get("MLX_LAMA_REGISTRY")) or "~/.mlx-lama/registry.yaml"
+            ).expanduser(),
             keep_alive=keep_alive,
             max_loaded_models=max_loaded if max_loaded > 0 else DEFAULT_MAX_LOADED,
             max_queue=max(1, _int(env, "OLLAMA_MAX_QUEUE", DEFAULT_MAX_QUEUE)),
@@ -82,4 +91,5 @@ class Config:
             origins=origins,
             debug=_bool(env, "OLLAMA_DEBUG"),
             shutdown_grace=float(_int(env, "MLX_LAMA_SHUTDOWN_GRACE", 10)),
+            hf_endpoint=(_clean(env.get("HF_ENDPOINT")) or DEFAULT_HF_ENDPOINT).rstrip("/"),
         )

@@ -231,6 +231,15 @@ class CreateRequest:
 
 
 @dataclass
+class ImportRequest:
+    """POST /api/import (mlx-lama's own): bring over an Ollama installation's models."""
+
+    path: str = wire(default="")  # Ollama's models directory; default ~/.ollama/models
+    models: list[str] | None = wire()  # only these names (default: all)
+    stream: bool | None = wire()
+
+
+@dataclass
 class ListModelResponse:
     """One entry of /api/tags."""
 

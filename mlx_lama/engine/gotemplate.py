@@ -1055,40 +1055,48 @@ def _cut_after_response(nodes: list) -> tuple[list, bool]:
     return out, False
 
 
+_RESPONSE_NODE = _Action(0, _Pipe(0, [], False, [_Cmd(0, [_Field(0, ("Response",), ".Response")])], ".Response"))
+
+
 def render_prompt(src: str | Template, *, system: str = "", prompt: str = "", suffix: str = "", response: str = "",
-                  messages: list[dict] | None = None, tools: list[dict] | None = None, think: bool | None = None,
+                  messages: list[dict] | None = None, tools: list[dict] | None = None, think: bool | str | None = None,
                   think_level: str = "") -> str:
-    """Render a prompt the way Ollama's ``template.Execute`` does.
+    """Render ``src`` over the data object Ollama's ``template.Execute`` builds.
 
-    The conversation is ``[system] + messages + [user prompt] + [assistant response]``; with
-    ``messages=None`` (an /api/generate call) the user prompt is always included.  Then:
+    As in Ollama, the fields present depend on the call and the template (absent ones print
+    ``<no value>``); ``Think``, ``ThinkLevel`` and ``IsThinkSet`` are always there:
 
-    * ``prompt`` and ``suffix`` both set: data is ``{Prompt, Suffix, Response: ""}`` (fill-in-middle);
-    * the template mentions ``Messages``: data is ``{System, Messages, Tools, Response: ""}`` with
-      consecutive same-role messages merged and every system message joined into ``.System``;
-    * otherwise (legacy ``.System``/``.Prompt``/``.Response`` templates): one render per exchange,
-      the last one cut after ``{{ .Response }}`` so the model continues from there.
+    * ``prompt`` and ``suffix`` both set (fill-in-middle): ``Prompt, Suffix, Response``;
+    * the template mentions ``Messages``: ``System, Messages, Tools, Response`` over the conversation
+      ``[system] + messages + [user prompt]`` (just ``[system, user prompt]`` when ``messages`` is
+      None, as for /api/generate).  Consecutive same-role messages are merged and ``System`` joins
+      every system message, as Ollama's collate does;
+    * otherwise, with ``messages`` None: one turn of a ``.System/.Prompt/.Response`` template;
+    * otherwise: Ollama's legacy loop over the conversation (plus ``response`` as an assistant
+      prefill), one render per exchange, the last cut after ``{{ .Response }}``.
 
-    Templates mentioning neither ``Messages`` nor ``Response`` get ``{{ .Response }}`` appended, as
-    in Ollama's Parse.  ``.Think``, ``.ThinkLevel`` and ``.IsThinkSet`` are always set.
+    ``response`` fills ``.Response`` in the single-render cases.  As in Ollama's Parse, a template
+    mentioning neither ``Messages`` nor ``Response`` gets ``{{ .Response }}`` appended.
     """
     tmpl = src if isinstance(src, Template) else parse(src)
     names = {n.lower() for n in tmpl._refs()[1]}  # Ollama matches identifiers anywhere, case-insensitively
     if "messages" not in names and "response" not in names:
-        response_node = _Action(0, _Pipe(0, [], False, [_Cmd(0, [_Field(0, ("Response",), ".Response")])], ".Response"))
-        tmpl = Template(tmpl.source, [*tmpl.nodes, response_node])
+        tmpl = Template(tmpl.source, [*tmpl.nodes, _RESPONSE_NODE])
+    if isinstance(think, str):  # Ollama's think may be a level ("high"), which also turns thinking on
+        think_level, think = think_level or think, bool(think)
     base = {"Think": bool(think), "ThinkLevel": think_level, "IsThinkSet": think is not None}
     if prompt and suffix:
-        return tmpl.render({"Prompt": prompt, "Suffix": suffix, "Response": "", **base})
+        return tmpl.render({"Prompt": prompt, "Suffix": suffix, "Response": response, **base})
+    if "messages" not in names and messages is None:
+        return tmpl.render({"System": system, "Prompt": prompt, "Response": response, **base})
     convo = ([{"role": "system", "content": system}] if system else []) + list(messages or [])
     if prompt or messages is None:
         convo.append({"role": "user", "content": prompt})
-    if response:
-        convo.append({"role": "assistant", "content": response})
-    system_text, collated = _collate(convo)
     if "messages" in names:
-        return tmpl.render({"System": system_text, "Messages": template_messages(collated),
-                            "Tools": None if tools is None else template_tools(tools), "Response": "", **base})
+        system_text, collated = _collate(convo)
+        return tmpl.render({"System": system_text, "Messages": template_messages(collated), "Response": response,
+                            "Tools": None if tools is None else template_tools(tools), **base})
+    system_text, collated = _collate(convo + ([{"role": "assistant", "content": response}] if response else []))
     parts, turn = [], {"System": "", "Prompt": "", "Response": ""}
     for m in collated:
         role = m["role"]

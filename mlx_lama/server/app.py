@@ -57,6 +57,7 @@ ROUTES = [
     Route("/api/copy", models.copy, methods=["POST"]),
     Route("/api/delete", models.delete, methods=["DELETE"]),
     Route("/api/blobs/{digest}", blobs, methods=["HEAD", "POST"]),
+    Route("/api/import", models.import_ollama, methods=["POST"]),  # ours: Ollama installations
 ]
 
 
@@ -125,7 +126,8 @@ def serve(config: Config) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app, scheduler = build(config)
     log.info("mlx-lama listening on %s (models in %s)", config.host.url(), config.models_dir)
-    server = _Server(uvicorn.Config(app, host=config.host.host or "127.0.0.1", port=config.host.port,
+    # An empty host (`OLLAMA_HOST=:8080`) listens on every interface, as Go's net.Listen does.
+    server = _Server(uvicorn.Config(app, host=config.host.host or "0.0.0.0", port=config.host.port,
                                     log_level="debug" if config.debug else "warning",
                                     timeout_graceful_shutdown=int(config.shutdown_grace) + 5),
                      scheduler, config.shutdown_grace)

@@ -118,8 +118,8 @@ async def _load_or_unload(request: Request, entry: ModelEntry, keep: float | Non
 async def generate(request: Request) -> Response:
     """POST /api/generate."""
     req = await common.read(request, GenerateRequest)
-    if not req.model:
-        raise errors.model_not_found("")
+    if not req.model.strip():  # Ollama trims the name first, then echoes it as sent
+        raise errors.model_not_found(req.model)
     keep = common.keep_alive(req.keep_alive)
     if req.raw and (req.template or req.system or req.context):
         raise errors.BadRequest("raw mode does not support template, system, or context")
@@ -178,7 +178,7 @@ def _message_dict(m: Message) -> dict[str, Any]:
 async def chat(request: Request) -> Response:
     """POST /api/chat."""
     req = await common.read(request, ChatRequest)
-    if not req.model:
+    if not req.model.strip():
         raise errors.BadRequest("model is required")
     keep = common.keep_alive(req.keep_alive)
     _unsupported(req.format, req.logprobs, req.top_logprobs)

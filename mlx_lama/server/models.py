@@ -6,14 +6,15 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from mlx_lama.api import errors
-from mlx_lama.api.types import (CopyRequest, CreateRequest, ListModelResponse, ListResponse, Message,
+from mlx_lama.api.types import (CopyRequest, CreateRequest, ImportRequest, ListModelResponse,
+                                ListResponse, Message,
                                 ModelRequest, ProcessModelResponse, ProcessResponse, ProgressResponse,
                                 ShowResponse, local_time)
 from mlx_lama.engine import gotemplate
@@ -26,6 +27,7 @@ from mlx_lama.server.streams import in_thread, json_response, ndjson
 from mlx_lama.store import manifest as mf
 from mlx_lama.store.create import CreateSpec, create
 from mlx_lama.store.info import chat_template_of, model_info
+from mlx_lama.store.ollama_import import import_models, ollama_dir_from
 from mlx_lama.store.store import StoreError, read_headers
 
 FOREVER_SECONDS = 292 * 365.25 * 86400  # Ollama's "forever" lands ~292 years out
@@ -130,6 +132,24 @@ async def post_blob(request: Request) -> Response:
     return Response(status_code=201 if created else 200)
 
 
+async def _progress(stream: bool | None, work: Callable[[], Iterator[str]]) -> Response:
+    """Run a blocking store operation that yields statuses: NDJSON progress, or its last status."""
+
+    async def statuses() -> AsyncIterator[ProgressResponse]:
+        try:
+            async for status in in_thread(work):
+                yield ProgressResponse(status=status)
+        except StoreError as exc:
+            raise _store_error(exc) from None
+
+    if stream is False:
+        last = None
+        async for last in statuses():
+            pass
+        return json_response(last)
+    return await ndjson(statuses())
+
+
 def _license(value: Any) -> list[str]:
     if value is None:
         return []
@@ -168,19 +188,29 @@ async def create_model(request: Request) -> Response:
         messages=[{"role": m.role, "content": m.content} for m in req.messages] if req.messages else None,
         license=_license(req.license))
 
-    async def progress() -> AsyncIterator[ProgressResponse]:
-        try:
-            async for status in in_thread(lambda: create(svc.store, spec)):
-                yield ProgressResponse(status=status)
-        except StoreError as exc:
-            raise _store_error(exc) from None
+    return await _progress(req.stream, lambda: create(svc.store, spec))
 
-    if req.stream is False:
-        last = None
-        async for last in progress():
-            pass
-        return json_response(last)
-    return await ndjson(progress())
+
+def _template_problem(text: str) -> str | None:
+    """Why a Go template cannot be used, or None if it parses."""
+    if is_jinja(text):
+        return None
+    try:
+        gotemplate.parse(text)
+    except gotemplate.TemplateError as exc:
+        return f"TEMPLATE not understood: {exc}"
+    return None
+
+
+async def import_ollama(request: Request) -> Response:
+    """POST /api/import: convert an Ollama installation's models, keeping their names."""
+    req = await common.read(request, ImportRequest)
+    svc = common.services(request)
+    only = [common.parse_model_name(n) for n in req.models] if req.models else None
+    root = ollama_dir_from(req.path or None)
+
+    return await _progress(req.stream, lambda: import_models(svc.store, root, only,
+                                                             template_ok=_template_problem))
 
 
 async def copy(request: Request) -> Response:

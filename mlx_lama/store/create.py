@@ -6,6 +6,7 @@ the final manifest write, so a failure at any step leaves no half-made model beh
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -27,6 +28,7 @@ class CreateSpec:
     name: Name
     base: ModelEntry | None = None  # `from`
     files: dict[str, str] | None = None  # relative path -> digest of an uploaded blob
+    gguf: Path | None = None  # a GGUF file outside the store (an Ollama installation's blob)
     template: str | None = None
     system: str | None = None
     parameters: dict[str, Any] | None = None
@@ -61,6 +63,8 @@ def create(store: Store, spec: CreateSpec) -> Iterator[str]:
             yield f"using existing layer {layer.digest}"
     elif spec.files:
         files = yield from _file_layers(store, spec.files)
+    elif spec.gguf is not None:
+        files = yield from _convert_gguf(store, spec.gguf)
     else:
         raise StoreError("neither 'from' or 'files' was specified")
 
@@ -100,8 +104,6 @@ def create(store: Store, spec: CreateSpec) -> Iterator[str]:
 
 
 def _digest_of(data: bytes) -> str:
-    import hashlib
-
     return f"sha256:{hashlib.sha256(data).hexdigest()}"
 
 
@@ -119,7 +121,7 @@ def _file_layers(store: Store, files: dict[str, str]) -> Iterator[str]:
     if ggufs:
         if len(ggufs) > 1:
             raise StoreError("only one GGUF file can be imported at a time")
-        return (yield from _convert_gguf(store, checked[ggufs[0]]))
+        return (yield from _convert_gguf(store, store.blob_path(checked[ggufs[0]])))
     layers: dict[str, Layer] = {}
     for rel, digest in checked.items():
         yield f"using existing layer {digest}"
@@ -127,8 +129,8 @@ def _file_layers(store: Store, files: dict[str, str]) -> Iterator[str]:
     return layers
 
 
-def _convert_gguf(store: Store, digest: str) -> Iterator[str]:
-    """Convert an uploaded GGUF into MLX files stored as blobs. Returns the FILE layers."""
+def _convert_gguf(store: Store, gguf: Path) -> Iterator[str]:
+    """Convert a GGUF file into MLX files stored as blobs. Returns the FILE layers."""
     from mlx_lama.backends.gguf_import import UnsupportedGGUF, convert_gguf
 
     yield "parsing GGUF"
@@ -136,7 +138,7 @@ def _convert_gguf(store: Store, digest: str) -> Iterator[str]:
     try:
         yield "converting model"
         try:
-            convert_gguf(store.blob_path(digest), work / "model")
+            convert_gguf(gguf, work / "model")
         except UnsupportedGGUF as exc:
             raise StoreError(str(exc)) from None
         except ValueError as exc:

@@ -129,6 +129,8 @@ CASES = [
     # ---- missing or unknown models
     C("generate-no-model", "POST", GEN, {"prompt": "hi"}, 404, "model '' not found"),
     C("generate-blank-model", "POST", GEN, {"model": "", "prompt": "hi"}, 404, "model '' not found"),
+    C("generate-whitespace-model", "POST", GEN, {"model": "  ", "prompt": "hi"}, 404, "model '  ' not found"),
+    C("chat-whitespace-model", "POST", CHAT, {"model": " ", "messages": HI}, error="model is required"),
     C("chat-no-model", "POST", CHAT, {"messages": HI}, error="model is required"),
     C("show-no-model", "POST", SHOW, {}, error="model is required"),
     C("generate-unknown", "POST", GEN, {"model": "no-such-model", "prompt": "hi"}, 404,

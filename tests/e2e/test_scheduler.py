@@ -208,7 +208,7 @@ def test_request_waits_for_the_model_that_holds_the_only_slot(
         make_server: Callable[..., LiveServer]) -> None:
     """With one model slot, a request for B while A generates is served once A's request ends."""
     s = make_server(max_loaded_models=1)
-    n_a, n_b = 200, 6
+    n_a, n_b = 100, 6
 
     async def scenario() -> None:
         async with httpx.AsyncClient(timeout=60) as client:
@@ -281,7 +281,7 @@ def test_unload_of_a_busy_model_waits_for_the_request(make_server: Callable[...,
 def test_unload_of_a_busy_model_after_a_completed_request(make_server: Callable[..., LiveServer]) -> None:
     """Same, with a request that ends normally: it completes, then the model is unloaded."""
     s = make_server()
-    n = 300
+    n = 120
     with httpx.Client(timeout=60) as client:
         body = {"model": LLAMA, "prompt": "hello", "options": {"num_predict": n, "temperature": 0}}
         with client.stream("POST", s.url + "/api/generate", json=body) as r:

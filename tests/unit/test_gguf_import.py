@@ -789,7 +789,7 @@ def smollm2(smollm2_dir: Path) -> tuple[Any, Any]:
 
 
 @requires_smollm2
-def test_smollm2_conversion_summary(smollm2_dir: Path) -> None:
+def test_smollm2_conversion(smollm2_dir: Path) -> None:
     config = json.loads((smollm2_dir / "config.json").read_text())
     assert config["model_type"] == "llama"
     assert config["num_hidden_layers"] == 30 and config["hidden_size"] == 576
@@ -800,9 +800,34 @@ def test_smollm2_conversion_summary(smollm2_dir: Path) -> None:
         "model.embed_tokens": {"group_size": 32, "bits": 8},
     }
     assert config["mlx_lama"]["quantization_level"] == "Q4_1"
-    kv = read_gguf_metadata(smollm2_gguf())
+    assert config["eos_token_id"] == [2, 0]  # <|im_end|>, and <|endoftext|> as llama.cpp does
+    src = smollm2_gguf()
+    kv = read_gguf_metadata(src)
     assert kv["general.parameter_count"] == 134515008
     assert kv["llama.context_length"] == 8192
+
+    # MLX's own GGUF reader (mx.load) also maps Q4_1/Q8_0 onto affine triples: an
+    # independent implementation our repacked weights must equal bit for bit.
+    theirs = mx.load(str(src))
+    ours = mx.load(str(smollm2_dir / "model.safetensors"))
+    for gguf_name, mlx_name, heads in [
+        ("token_embd", "model.embed_tokens", None),
+        ("blk.7.ffn_down", "model.layers.7.mlp.down_proj", None),
+        ("blk.7.attn_q", "model.layers.7.self_attn.q_proj", 9),
+        ("blk.7.attn_k", "model.layers.7.self_attn.k_proj", 3),
+    ]:
+        for part in ("weight", "scales", "biases"):
+            want = np.array(
+                theirs[f"{gguf_name}.{part}"].astype(mx.float32)
+                if part != "weight"
+                else theirs[f"{gguf_name}.{part}"]
+            )
+            if heads:  # undo llama.cpp's rotary permutation of Q/K rows
+                rows = want.shape[0]
+                want = (
+                    want.reshape(heads, rows // heads // 2, 2, -1).swapaxes(1, 2).reshape(rows, -1)
+                )
+            np.testing.assert_array_equal(np.array(ours[f"{mlx_name}.{part}"]), want)
 
 
 @requires_smollm2

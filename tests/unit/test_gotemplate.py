@@ -165,6 +165,9 @@ RENDER_CASES = [
     ("json-html-escaped", '{{ json "<a & b>" }}', '"\\u003ca \\u0026 b\\u003e"'),
     ("json-float-int-valued", "{{ json 2.0 }}", "2"),
     ("json-nil", "{{ json .Nil }}", "null"),
+    ("float-1e8-default-format", "{{ 123456789.0 }}", "1.23456789e+08"),
+    ("json-float-large-plain", "{{ json 123456789.0 }}", "123456789"),
+    ("json-float-tiny-exponent", "{{ json 0.0000001 }}", "1e-7"),
     ("json-bool", "{{ json .T }}", "true"),
     # other builtins
     ("html", '{{ html "<b>\\"x\\" & \'y\'</b>" }}', "&lt;b&gt;&#34;x&#34; &amp; &#39;y&#39;&lt;/b&gt;"),
@@ -191,6 +194,15 @@ def test_current_and_yesterday_date() -> None:
 
 def test_template_error_is_value_error() -> None:
     assert issubclass(TemplateError, ValueError)
+
+
+def test_parse_is_cached() -> None:
+    assert parse("{{ .A }}") is parse("{{ .A }}")
+
+
+def test_render_prompt_propagates_parse_errors() -> None:
+    with pytest.raises(TemplateError, match="unclosed action"):
+        render_prompt("{{ .Prompt", prompt="x")
 
 
 # --------------------------------------------------------------- variables --
@@ -423,8 +435,8 @@ HELLO = [
     {"role": "user", "content": "What is your name?"},
 ]
 
-# Ollama's TestExecuteWithMessages: legacy (.System/.Prompt/.Response) templates render once per
-# exchange and must agree with their .Messages equivalents.
+# Ollama's TestExecuteWithMessages: given messages=, legacy (.System/.Prompt/.Response) templates
+# render once per exchange and must agree with their .Messages equivalents.
 EXECUTE_CASES = [
     ("mistral-no-response", LEGACY_MISTRAL, HELLO,
      "[INST] Hello friend![/INST] Hello human![INST] What is your name?[/INST] "),
@@ -466,16 +478,39 @@ GENERATE = "{{ if .System }}S:{{ .System }} {{ end }}{{ if .Prompt }}U:{{ .Promp
 @pytest.mark.parametrize(
     ("kwargs", "expected"),
     [
-        ({"prompt": "hi"}, "U:hi A:"),
-        ({"system": "be nice", "prompt": "hi"}, "S:be nice U:hi A:"),
-        ({"prompt": "hi", "response": "Once upon"}, "U:hi A:Once upon"),
+        ({"prompt": "hi"}, "U:hi A:</s>"),
+        ({"system": "be nice", "prompt": "hi", "response": "ok"}, "S:be nice U:hi A:ok</s>"),
         ({"system": "sys", "prompt": "p2", "messages": [{"role": "user", "content": "p1"}, {"role": "assistant", "content": "r1"}]},
          "S:sys U:p1 A:r1</s>U:p2 A:"),
+        ({"prompt": "p2", "response": "Once", "messages": [{"role": "user", "content": "p1"}]}, "U:p1\n\np2 A:Once"),
     ],
-    ids=["prompt", "system-prompt", "response-prefill-cut-after-response", "history-then-prompt"],
+    ids=["one-turn", "one-turn-with-response", "messages-use-ollama-legacy-loop", "messages-legacy-prefill-and-merge"],
 )
 def test_render_prompt_generate_style(kwargs: dict, expected: str) -> None:
     assert render_prompt(GENERATE, **kwargs) == expected
+
+
+def test_response_sentinel_marks_where_generation_starts() -> None:
+    # How engine/prompt.py finds the end of the prompt in a one-turn template.
+    sentinel = "\x00cut\x00"
+    out = render_prompt(LEGACY_CHATML, system="S", prompt="P", response=sentinel)
+    assert out[:out.index(sentinel)] == "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nP<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_per_turn_renders_rebuild_ollama_legacy_output() -> None:
+    first = render_prompt(LEGACY_MISTRAL, prompt="Hello friend!", response="Hello human!")
+    last = render_prompt(LEGACY_MISTRAL, prompt="What is your name?")
+    assert first + last == "[INST] Hello friend![/INST] Hello human![INST] What is your name?[/INST] "
+
+
+def test_generate_with_messages_template_builds_the_conversation() -> None:
+    out = render_prompt(OLLAMA_TEMPLATES["chatml"], system="S", prompt="P")
+    assert out == "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nP<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_messages_template_gets_response_field() -> None:
+    src = "{{ range .Messages }}{{ .Content }}|{{ end }}{{ .Response }}"
+    assert render_prompt(src, messages=[{"role": "user", "content": "q"}], response="R") == "q|R"
 
 
 def test_render_generate_style_directly() -> None:
@@ -502,8 +537,9 @@ def test_render_prompt_suffix(kwargs: dict, expected: str) -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "expected"),
-    [({}, "false,,false"), ({"think": True, "think_level": "high"}, "true,high,true"), ({"think": False}, "false,,true")],
-    ids=["unset", "set-with-level", "explicit-false"],
+    [({}, "false,,false"), ({"think": True, "think_level": "high"}, "true,high,true"), ({"think": False}, "false,,true"),
+     ({"think": "low"}, "true,low,true")],
+    ids=["unset", "set-with-level", "explicit-false", "level-string"],
 )
 def test_render_prompt_think(kwargs: dict, expected: str) -> None:
     src = "{{ range .Messages }}{{ end }}{{ .Think }},{{ .ThinkLevel }},{{ .IsThinkSet }}"
