@@ -6,7 +6,7 @@ with Go's semantics: trim markers, ``missingkey=zero`` (``<no value>`` for absen
 Go truthiness, ``fmt`` printing, sorted map iteration and Ollama's extra functions.
 
 ``_lex`` (tokens) -> ``_Parser`` (AST of namedtuples) -> ``_Exec`` (walks the AST).
-``render_prompt`` reproduces Ollama's ``template.Execute`` on top of that.
+``render_prompt`` builds the data object Ollama's ``template.Execute`` passes to a template.
 
 Not supported: ``define``/``template``/``block`` (named sub-templates), the ``call`` and
 ``js`` builtins, complex numbers, and Go methods other than ``ToTypeScriptType``.

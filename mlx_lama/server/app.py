@@ -54,6 +54,7 @@ ROUTES = [
     Route("/api/generate", generation.generate, methods=["POST"]),
     Route("/api/chat", generation.chat, methods=["POST"]),
     Route("/api/create", models.create_model, methods=["POST"]),
+    Route("/api/pull", models.pull, methods=["POST"]),
     Route("/api/copy", models.copy, methods=["POST"]),
     Route("/api/delete", models.delete, methods=["DELETE"]),
     Route("/api/blobs/{digest}", blobs, methods=["HEAD", "POST"]),

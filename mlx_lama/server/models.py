@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import time
@@ -23,11 +24,12 @@ from mlx_lama.engine.prompt import is_jinja
 from mlx_lama.names import InvalidName, parse_name
 from mlx_lama.server import common
 from mlx_lama.server.modelfile import modelfile_text, parameters_text
-from mlx_lama.server.streams import in_thread, json_response, ndjson
+from mlx_lama.server.streams import in_thread, json_response, ndjson, unless_disconnected
 from mlx_lama.store import manifest as mf
 from mlx_lama.store.create import CreateSpec, create
 from mlx_lama.store.info import chat_template_of, model_info
 from mlx_lama.store.ollama_import import import_models, ollama_dir_from
+from mlx_lama.store.pull import pull as pull_model
 from mlx_lama.store.store import StoreError, read_headers
 
 FOREVER_SECONDS = 292 * 365.25 * 86400  # Ollama's "forever" lands ~292 years out
@@ -211,6 +213,33 @@ async def import_ollama(request: Request) -> Response:
 
     return await _progress(req.stream, lambda: import_models(svc.store, root, only,
                                                              template_ok=_template_problem))
+
+
+async def pull(request: Request) -> Response:
+    """POST /api/pull: fetch a model from Hugging Face, with Ollama's progress lines."""
+    req = await common.read(request, ModelRequest)  # `model`, or `name` as the JS client sends
+    svc = common.services(request)
+    name = common.parse_model_name(req.target)  # 400 `invalid model name` before any byte
+
+    async def progress() -> AsyncIterator[ProgressResponse]:
+        # aclosing: a client that leaves closes the pull at once, releasing its downloads.
+        async with contextlib.aclosing(pull_model(svc.store, name, endpoint=svc.config.hf_endpoint)) as items:
+            try:
+                async for item in items:
+                    yield item
+            except StoreError as exc:
+                raise _store_error(exc) from None
+
+    if req.stream is False:
+        async def last() -> ProgressResponse | None:
+            message = None
+            async with contextlib.aclosing(progress()) as items:
+                async for message in items:
+                    pass
+            return message
+
+        return json_response(await unless_disconnected(request, last()))
+    return await ndjson(progress())
 
 
 async def copy(request: Request) -> Response:

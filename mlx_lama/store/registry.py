@@ -29,7 +29,15 @@ from pathlib import Path
 import yaml
 
 from mlx_lama.config import Config
-from mlx_lama.names import DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG, HF_HOST, InvalidName, Name, parse_name
+from mlx_lama.names import (
+    DEFAULT_HOST,
+    DEFAULT_NAMESPACE,
+    DEFAULT_TAG,
+    HF_HOST,
+    InvalidName,
+    Name,
+    parse_name,
+)
 
 __all__ = [
     "BACKENDS",
@@ -58,8 +66,12 @@ _REPO_PART_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 # Revisions are branch or tag names or commit hashes; branches may hold '/' (`refs/pr/1`).
 _REVISION_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]{0,254}")
 
-# Core schema tags: anything else (`!!python/object`, `!custom`) is refused, not interpreted.
-_CORE_TAG_PREFIX = "tag:yaml.org,2002:"
+# The safe loader's own tags; anything else (`!!python/name:...`, `!custom`) is refused rather than
+# silently read as text, so a file written for some other loader fails loudly.
+_YAML_TAGS = frozenset(
+    f"tag:yaml.org,2002:{t}"
+    for t in ("str", "int", "float", "bool", "null", "map", "seq", "merge", "timestamp")
+)
 _NULL_TAG = "tag:yaml.org,2002:null"
 
 
@@ -86,11 +98,7 @@ def _label(path: Path) -> str:
 
 def _valid_repo(repo: str) -> bool:
     parts = repo.split("/")
-    return (
-        len(parts) == 2
-        and all(_REPO_PART_RE.fullmatch(p) for p in parts)
-        and ".." not in repo
-    )
+    return len(parts) == 2 and all(_REPO_PART_RE.fullmatch(p) for p in parts) and ".." not in repo
 
 
 def _valid_revision(revision: str) -> bool:
@@ -116,7 +124,7 @@ class _Parser:
         return str(node.value)
 
     def check_tags(self, node: yaml.Node) -> None:
-        if not node.tag.startswith(_CORE_TAG_PREFIX):
+        if node.tag not in _YAML_TAGS:
             raise self.error(node, f"unsupported YAML tag {node.tag!r}")
 
     def mapping(self, node: yaml.Node, what: str) -> Iterator[tuple[yaml.Node, yaml.Node]]:
@@ -133,7 +141,10 @@ class _Parser:
             root = yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
-            problem = exc.problem or exc.context or "invalid YAML"
+            problem = exc.problem or exc.context or "syntax error"
+            if exc.context and problem.startswith("but "):
+                # The composer splits one sentence in two: "expected a single document ...".
+                problem = f"{exc.context}, {problem}"
             raise self.error(mark, f"invalid YAML: {problem}") from None
         except yaml.YAMLError as exc:  # reader errors (e.g. control characters) carry no mark
             raise self.error(None, f"invalid YAML: {exc}") from None
@@ -142,11 +153,11 @@ class _Parser:
 
         models: yaml.Node | None = None
         for key, value in self.mapping(root, "the top level"):
-            name = self.scalar(key, "a top-level key")
-            if name not in _TOP_KEYS:
-                raise self.error(key, f"unknown key {name!r} (expected: {', '.join(_TOP_KEYS)})")
+            top = self.scalar(key, "a top-level key")
+            if top not in _TOP_KEYS:
+                raise self.error(key, f"unknown key {top!r} (expected: {', '.join(_TOP_KEYS)})")
             if models is not None:
-                raise self.error(key, f"duplicate key {name!r}")
+                raise self.error(key, f"duplicate key {top!r}")
             models = value
         if models is None or (isinstance(models, yaml.ScalarNode) and models.tag == _NULL_TAG):
             return []  # `models:` with every entry commented out
@@ -157,7 +168,8 @@ class _Parser:
             name = self.entry_name(key)
             line = key.start_mark.line + 1
             if name.key() in seen:
-                raise self.error(key, f"duplicate entry {name.display()!r} (first on line {seen[name.key()]})")
+                first = seen[name.key()]
+                raise self.error(key, f"duplicate entry {name.display()!r} (first on line {first})")
             seen[name.key()] = line
             entries.append((name, self.entry(key, value)))
         return entries

@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -132,6 +133,8 @@ class Store:
         self.manifests = root / "manifests"
         self.runs = root / "runs"
         self._lock = threading.Lock()  # manifest writes and garbage collection
+        # Digests that work in progress (a pull) has stored but no manifest references yet.
+        self._held: list[set[str]] = []
 
     # ------------------------------------------------------------ blobs
 
@@ -273,10 +276,25 @@ class Store:
         self.collect_garbage()
         return entry
 
-    def collect_garbage(self) -> None:
-        """Remove blobs and run directories no manifest references any more."""
+    @contextmanager
+    def hold(self) -> Iterator[set[str]]:
+        """Digests added to the yielded set survive garbage collection until the block ends."""
+        held: set[str] = set()
         with self._lock:
-            live: set[str] = set()
+            self._held.append(held)
+        try:
+            yield held
+        finally:
+            with self._lock:
+                self._held.remove(held)
+
+    def collect_garbage(self) -> None:
+        """Remove blobs and run directories no manifest references any more.
+
+        Held digests and `-partial` downloads (resumed by the next pull) are kept.
+        """
+        with self._lock:
+            live: set[str] = set().union(*(held.copy() for held in self._held))
             manifests: set[str] = set()
             for _, path in self._walk():
                 raw = path.read_bytes()
@@ -286,6 +304,8 @@ class Store:
                 except (ValueError, KeyError):
                     continue
             for blob in self.blobs.glob("sha256-*") if self.blobs.is_dir() else []:
+                if blob.name.endswith("-partial"):
+                    continue
                 if blob.name.replace("-", ":", 1) not in live:
                     blob.unlink(missing_ok=True)
             for run in self.runs.iterdir() if self.runs.is_dir() else []:

@@ -817,11 +817,9 @@ def test_smollm2_conversion(smollm2_dir: Path) -> None:
         ("blk.7.attn_k", "model.layers.7.self_attn.k_proj", 3),
     ]:
         for part in ("weight", "scales", "biases"):
-            want = np.array(
-                theirs[f"{gguf_name}.{part}"].astype(mx.float32)
-                if part != "weight"
-                else theirs[f"{gguf_name}.{part}"]
-            )
+            want = theirs[f"{gguf_name}.{part}"]
+            # mx.load keeps the fp16 block scales; ours are float32 (exact widening)
+            want = np.array(want if part == "weight" else want.astype(mx.float32))
             if heads:  # undo llama.cpp's rotary permutation of Q/K rows
                 rows = want.shape[0]
                 want = (
@@ -833,7 +831,7 @@ def test_smollm2_conversion(smollm2_dir: Path) -> None:
 @requires_smollm2
 def test_smollm2_tokenizer_ids(smollm2: tuple[Any, Any]) -> None:
     _, tok = smollm2
-    # ids of SmolLM2's original Hugging Face tokenizer
+    # known-good ids for SmolLM2's vocabulary (its pre-tokenizer splits digits one by one)
     assert tok.encode("The capital of France is") == [504, 3575, 282, 4649, 314]
     assert tok.encode("Hello world! 123") == [19556, 905, 17, 216, 33, 34, 35]  # digits one by one
     assert tok.encode("Café déjà vu.") == [51, 1939, 2756, 32564, 90, 16739, 386, 101, 30]
