@@ -309,6 +309,10 @@ def _join(store: Store, f: RemoteFile, headers: dict[str, str]) -> _Download:
     if current is None or current.abandoned or current.task is None or current.task.done():
         previous = current.task if current is not None else None
         current = _Download(f)
+        # Report a resumed file from where it resumes, from the first line on.
+        partial = store.blob_path(f.digest).with_name(f"sha256-{f.sha256}-partial")
+        with contextlib.suppress(OSError):
+            current.completed = min(partial.stat().st_size, f.size)
         current.task = asyncio.create_task(_download(store, current, headers, previous))
         table[f.digest] = current
 

@@ -102,7 +102,8 @@ CASES = [
       error="json: cannot unmarshal string into Go struct field ChatRequest.messages of type []api.Message"),
     C("message-not-object", "POST", CHAT, {"model": "@default", "messages": ["hi"]},
       error="json: cannot unmarshal string into Go struct field ChatRequest.messages of type api.Message"),
-    C("message-content-number", "POST", CHAT, {"model": "@default", "messages": [{"role": "user", "content": 1}]},
+    C("message-content-number", "POST", CHAT,
+      {"model": "@default", "messages": [{"role": "user", "content": 1}]},
       error="json: cannot unmarshal number into Go struct field Message.messages.content of type string"),
     C("options-number", "POST", CHAT, {"model": "@default", "messages": [], "options": 3},
       error="json: cannot unmarshal number into Go struct field ChatRequest.options "
@@ -115,8 +116,8 @@ CASES = [
       headers={"Content-Type": "text/plain"}),
     C("content-type-form", "POST", GEN, json.dumps(gen()), 200, expect=DONE,
       headers={"Content-Type": "application/x-www-form-urlencoded"}),
-    C("unknown-fields", "POST", GEN, gen(bogus=1, nested={"x": [1]}, options=SMALL | {"mirostat": 0,
-                                                                                     "penalize_newline": True}),
+    C("unknown-fields", "POST", GEN,
+      gen(bogus=1, nested={"x": [1]}, options=SMALL | {"mirostat": 0, "penalize_newline": True}),
       200, expect=DONE),
     C("null-fields", "POST", GEN, gen(system=None, images=None, format=None, keep_alive=None, think=None,
                                       options=SMALL | {"temperature": None, "stop": None}),
@@ -137,7 +138,8 @@ CASES = [
       "model 'no-such-model' not found"),
     C("chat-unknown", "POST", CHAT, {"model": "no-such-model", "messages": HI}, 404,
       "model 'no-such-model' not found"),
-    C("show-unknown", "POST", SHOW, {"model": "no-such-model"}, 404, "model 'no-such-model:latest' not found"),
+    C("show-unknown", "POST", SHOW, {"model": "no-such-model"}, 404,
+      "model 'no-such-model:latest' not found"),
     C("delete-unknown", "DELETE", "/api/delete", {"model": "no-such-model"}, 404,
       "model 'no-such-model' not found"),
     C("copy-unknown", "POST", "/api/copy", {"source": "no-such-model", "destination": "x"}, 404,
@@ -146,11 +148,13 @@ CASES = [
     C("keep-alive-unitless", "POST", GEN, gen(keep_alive="-1"), error='time: missing unit in duration "-1"'),
     C("keep-alive-unitless-big", "POST", GEN, gen(keep_alive="3600"),
       error='time: missing unit in duration "3600"'),
-    C("keep-alive-bad-unit", "POST", GEN, gen(keep_alive="5x"), error='time: unknown unit "x" in duration "5x"'),
+    C("keep-alive-bad-unit", "POST", GEN, gen(keep_alive="5x"),
+      error='time: unknown unit "x" in duration "5x"'),
     C("keep-alive-garbage", "POST", CHAT, chat(keep_alive="abc"), error='time: invalid duration "abc"'),
     C("keep-alive-bool", "POST", GEN, gen(keep_alive=True), error="Unsupported type: 'bool'"),
     C("keep-alive-list", "POST", CHAT, chat(keep_alive=[1]), error="Unsupported type: '[]interface {}'"),
-    C("keep-alive-object", "POST", GEN, gen(keep_alive={}), error="Unsupported type: 'map[string]interface {}'"),
+    C("keep-alive-object", "POST", GEN, gen(keep_alive={}),
+      error="Unsupported type: 'map[string]interface {}'"),
     # ---- raw mode, logprobs, think
     C("raw-with-system", "POST", GEN, gen(raw=True, system="s"),
       error="raw mode does not support template, system, or context"),
@@ -159,12 +163,14 @@ CASES = [
     C("raw-with-context", "POST", GEN, gen(raw=True, context=[1, 2]),
       error="raw mode does not support template, system, or context"),
     C("top-logprobs-21", "POST", GEN, gen(top_logprobs=21), error="top_logprobs must be between 0 and 20"),
-    C("top-logprobs-negative", "POST", CHAT, chat(top_logprobs=-1), error="top_logprobs must be between 0 and 20"),
+    C("top-logprobs-negative", "POST", CHAT, chat(top_logprobs=-1),
+      error="top_logprobs must be between 0 and 20"),
     C("think-bad-string", "POST", GEN, gen(think="x"),
       error='invalid think value: "x" (must be "high", "medium", "low", "max", true, or false)'),
     C("think-number", "POST", CHAT, chat(think=3),
       error='think must be a boolean or string ("high", "medium", "low", "max", true, or false)'),
-    C("think-on-non-thinking-model", "POST", GEN, gen(think=True), error='"@default" does not support thinking'),
+    C("think-on-non-thinking-model", "POST", GEN, gen(think=True),
+      error='"@default" does not support thinking'),
     C("think-false-on-non-thinking-model", "POST", GEN, gen(think=False), 200, expect=DONE),
     # ---- options: Ollama answers 500 (the error comes out of its scheduler)
     C("option-float-as-string", "POST", GEN, gen(options={"temperature": "hot"}), 500,
@@ -178,11 +184,13 @@ CASES = [
     # ---- images
     C("image-data-url", "POST", GEN, gen(images=["data:image/png;base64,AAAA"]),
       error="illegal base64 data at input byte 4"),
-    C("image-not-base64", "POST", GEN, gen(images=["not base64!"]), error="illegal base64 data at input byte 3"),
+    C("image-not-base64", "POST", GEN, gen(images=["not base64!"]),
+      error="illegal base64 data at input byte 3"),
     C("chat-image-data-url", "POST", CHAT,
       chat(messages=[{"role": "user", "content": "hi", "images": ["data:image/png;base64,AAAA"]}]),
       error="illegal base64 data at input byte 4"),
-    C("image-on-non-vision-model", "POST", GEN, gen(images=["AAAA"]), error="this model does not support image input"),
+    C("image-on-non-vision-model", "POST", GEN, gen(images=["AAAA"]),
+      error="this model does not support image input"),
     C("chat-image-on-non-vision-model", "POST", CHAT,
       chat(messages=[{"role": "user", "content": "hi", "images": ["AAAA"]}]),
       error="this model does not support image input"),
@@ -206,9 +214,11 @@ CASES = [
     # ---- create
     C("create-neither-from-nor-files", "POST", "/api/create", {"model": "new-model"},
       error="neither 'from' or 'files' was specified"),
-    C("create-file-dotdot", "POST", "/api/create", {"model": "new-model", "files": {"../x": f"sha256:{HEX0}"}},
+    C("create-file-dotdot", "POST", "/api/create",
+      {"model": "new-model", "files": {"../x": f"sha256:{HEX0}"}},
       error="file path must be relative"),
-    C("create-file-absolute", "POST", "/api/create", {"model": "new-model", "files": {"/x": f"sha256:{HEX0}"}},
+    C("create-file-absolute", "POST", "/api/create",
+      {"model": "new-model", "files": {"/x": f"sha256:{HEX0}"}},
       error="file path must be relative"),
     C("create-file-inner-dotdot", "POST", "/api/create",
       {"model": "new-model", "files": {"a/../../x": f"sha256:{HEX0}"}}, error="file path must be relative"),
@@ -218,10 +228,12 @@ CASES = [
     *[C(f"{verb}-name-{nid}", method, path, make(name), status, message(name))
       for name, nid in zip(HOSTILE, HOSTILE_IDS)
       for verb, method, path, make, status, message in [
-          ("generate", "POST", GEN, lambda n: {"model": n, "prompt": "hi"}, 400, lambda n: "invalid model name"),
+          ("generate", "POST", GEN, lambda n: {"model": n, "prompt": "hi"}, 400,
+           lambda n: "invalid model name"),
           ("chat", "POST", CHAT, lambda n: {"model": n, "messages": HI}, 400, lambda n: "invalid model name"),
           ("show", "POST", SHOW, lambda n: {"model": n}, 400, lambda n: "invalid model name"),
-          ("delete", "DELETE", "/api/delete", lambda n: {"model": n}, 400, lambda n: f'name "{n}" is invalid'),
+          ("delete", "DELETE", "/api/delete", lambda n: {"model": n}, 400,
+           lambda n: f'name "{n}" is invalid'),
           ("create", "POST", "/api/create", lambda n: {"model": n, "from": "@default"}, 400,
            lambda n: "invalid model name"),
           ("copy-to", "POST", "/api/copy", lambda n: {"source": "@default", "destination": n}, 400,
@@ -249,7 +261,8 @@ def _fill(value: Any, names: dict[str, str]) -> Any:
 
 def _names(live_server: Any) -> dict[str, str]:
     default = live_server.models["default"]
-    return {"@default": default, "@full": f"registry.ollama.ai/library/{default}", "@fim": live_server.models["fim"]}
+    return {"@default": default, "@full": f"registry.ollama.ai/library/{default}",
+            "@fim": live_server.models["fim"]}
 
 
 def _send(client: httpx.Client, case: Case, names: dict[str, str]) -> httpx.Response:

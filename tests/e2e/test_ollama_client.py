@@ -313,7 +313,8 @@ ERRORS = [
     pytest.param(lambda c, m: c.create(model="x", from_="no-such-model"), 404,
                  'model "no-such-model" not found, try pulling it first', id="create-from-unknown"),
     # The client refuses model="" itself; a blank name is what reaches the server.
-    pytest.param(lambda c, m: c.chat(model=" ", messages=HI), 400, "model is required", id="chat-without-model"),
+    pytest.param(lambda c, m: c.chat(model=" ", messages=HI), 400, "model is required",
+                 id="chat-without-model"),
     pytest.param(lambda c, m: c.generate(model=" ", prompt="hi"), 404, "model ' ' not found",
                  id="generate-without-model"),
     pytest.param(lambda c, m: c.generate(model=m, prompt="hi", raw=True, system="s"), 400,
