@@ -1,56 +1,170 @@
 """The `mlx-lama` command line: the `ollama` binary's verbs.
 
-Only `serve` imports the server (and, lazily, MLX); every other verb is an HTTP client of it.
+Only `serve` imports the server (and, lazily, MLX); every other verb is an HTTP client of the
+server at ``OLLAMA_HOST`` and imports nothing heavier than the standard library, so it starts in
+tens of milliseconds. The client verbs never start a server themselves: a missing server is one
+error line telling the user to run ``mlx-lama serve``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Callable
 
-from mlx_lama import OLLAMA_COMPAT_VERSION, __version__
+from mlx_lama.cli.errors import CliError
+from mlx_lama.cli.parser import build_parser, normalize_argv, subparser
 
-SERVE_ENV = """environment variables:
-  OLLAMA_HOST               address to bind (default 127.0.0.1:11434)
-  OLLAMA_MODELS             model store (default ~/.mlx-lama/models)
-  OLLAMA_KEEP_ALIVE         how long models stay loaded (default 5m)
-  OLLAMA_MAX_LOADED_MODELS  models resident at once (default 3)
-  OLLAMA_MAX_QUEUE          requests that may wait (default 512)
-  OLLAMA_CONTEXT_LENGTH     default context window (default 4096)
-  OLLAMA_DEBUG              verbose logging
-  MLX_LAMA_SHUTDOWN_GRACE   seconds streams get to finish on shutdown (default 10)
-"""
+__all__ = ["build_parser", "main"]
+
+NOT_RUNNING = "could not connect to mlx-lama server, run 'mlx-lama serve' to start it"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argparse tree."""
-    parser = argparse.ArgumentParser(
-        prog="mlx-lama", description="Large language model runner on Apple's MLX, speaking Ollama's API")
-    parser.add_argument("-v", "--version", action="store_true", help="Show version information")
-    sub = parser.add_subparsers(dest="command", metavar="command")
-    sub.add_parser("serve", aliases=["start"], help="Start mlx-lama",
-                   description="Start mlx-lama", epilog=SERVE_ENV,
-                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    return parser
+def _serve() -> int:
+    from mlx_lama.config import Config, ConfigError
+    from mlx_lama.server.app import serve
+
+    try:
+        config = Config.from_env()
+    except ConfigError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    serve(config)
+    return 0
+
+
+def _version() -> int:
+    from mlx_lama.cli.commands import version_lines
+    from mlx_lama.client import Client
+
+    client = Client(connect_timeout=3.0)
+    try:
+        print("\n".join(version_lines(client)))
+    finally:
+        client.close()
+    return 0
+
+
+def _help(parser: argparse.ArgumentParser, topic: str | None) -> int:
+    target = subparser(parser, topic) if topic else parser
+    if target is None:
+        raise CliError(f'unknown help topic "{topic}"')
+    target.print_help()
+    return 0
+
+
+def _client_verb(args: argparse.Namespace) -> Callable[..., object]:
+    """The handler of a client verb: a function of (client, args)."""
+    from mlx_lama.cli import commands as c
+
+    def out(text: str) -> None:
+        sys.stdout.write(text)
+
+    def run(client: object, a: argparse.Namespace) -> object:
+        from mlx_lama.cli.run import run_command
+
+        return run_command(client, a)  # type: ignore[arg-type]
+
+    def create(client: object, a: argparse.Namespace) -> None:
+        from mlx_lama.cli.create import run_create
+
+        run_create(client, a.model, a.file, a.quantize)  # type: ignore[arg-type]
+
+    def pull(client: object, a: argparse.Namespace) -> int:
+        from mlx_lama.cli.pull import pull_with_progress
+
+        try:
+            pull_with_progress(client, a.model, a.insecure)  # type: ignore[arg-type]
+        except KeyboardInterrupt:
+            sys.stderr.write(f"\npull interrupted: run 'mlx-lama pull {a.model}' again to resume\n")
+            return 130
+        return 0
+
+    def show(client: object, a: argparse.Namespace) -> None:
+        field = next((f for f in ("license", "modelfile", "parameters", "system", "template")
+                      if getattr(a, f)), None)
+        out(c.show(client, a.model, field, a.verbose))  # type: ignore[arg-type]
+
+    table: dict[str, Callable[..., object]] = {
+        "run": run,
+        "create": create,
+        "pull": pull,
+        "show": show,
+        "list": lambda cl, a: out(c.list_models(cl, a.prefix)),
+        "ls": lambda cl, a: out(c.list_models(cl, a.prefix)),
+        "ps": lambda cl, a: out(c.list_running(cl, a.prefix)),
+        "cp": lambda cl, a: c.copy(cl, a.source, a.destination),
+        "rm": lambda cl, a: c.remove(cl, a.models),
+        "stop": lambda cl, a: c.stop(cl, a.model),
+    }
+    return table[args.command]
+
+
+def _run_client_verb(args: argparse.Namespace) -> int:
+    from mlx_lama.client import Client, ConnectError, ResponseError
+
+    client = Client()
+    try:
+        try:
+            client.heartbeat()  # fail fast, before hashing files or reading stdin
+        except ConnectError as exc:
+            if exc.refused:
+                raise CliError(NOT_RUNNING) from None
+            raise CliError(f"could not connect to mlx-lama server at {exc.url}: {exc.reason}") from None
+        result = _client_verb(args)(client, args)
+        return result if isinstance(result, int) else 0
+    except ResponseError as exc:
+        raise CliError(exc.message) from None
+    except ConnectError as exc:
+        raise CliError(f"lost the connection to the mlx-lama server at {exc.url}: {exc.reason}") from None
+    finally:
+        client.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `mlx-lama` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.version:
-        print(f"mlx-lama version is {__version__} (Ollama API {OLLAMA_COMPAT_VERSION})")
-        return 0
-    if args.command in ("serve", "start"):
-        from mlx_lama.config import Config, ConfigError
-        from mlx_lama.server.app import serve
+    args, extra = parser.parse_known_args(normalize_argv(sys.argv[1:] if argv is None else list(argv)))
+    if extra:
+        # argparse hands out a verb's positionals in one go, so `run MODEL --verbose hello` leaves
+        # "hello" over; Ollama (cobra) takes flags and words in any order, so the words join PROMPT.
+        unknown = [a for a in extra if a.startswith("-") and a != "-"]
+        if args.command != "run" or unknown:
+            sub = subparser(parser, args.command) if args.command else None
+            (sub or parser).error(f"unrecognized arguments: {' '.join(unknown or extra)}")
+        args.prompt = list(args.prompt) + extra
+    try:
+        if args.version:
+            return _version()
+        command = args.command
+        if command is None:
+            parser.print_help()
+            return 0
+        if command in ("serve", "start"):
+            return _serve()
+        if command == "help":
+            return _help(parser, args.topic)
+        if command == "backends":
+            from mlx_lama.cli.backends import catalog
+            from mlx_lama.cli.commands import backends_text
 
-        try:
-            config = Config.from_env()
-        except ConfigError as exc:
-            print(f"Error: {exc}", file=sys.stderr)
-            return 1
-        serve(config)
-        return 0
-    parser.print_help()
-    return 0
+            sys.stdout.write(backends_text(catalog()))
+            return 0
+        if command == "push":
+            from mlx_lama.cli.commands import push
+
+            push(args.model)
+        return _run_client_verb(args)
+    except CliError as exc:
+        sys.stdout.flush()
+        print(f"Error: {exc.message}", file=sys.stderr)
+        return exc.status
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")
+        return 130
+    except BrokenPipeError:
+        # `mlx-lama list | head -1`: the reader left; say nothing, as other Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141

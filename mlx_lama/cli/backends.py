@@ -50,10 +50,6 @@ def catalog() -> list[dict[str, Any]]:
     out = []
     for entry in BACKENDS:
         available = _available(entry)
-        if available:
-            status = "installed"
-        else:
-            where = entry["module"] or entry["executable"]
-            status = f"not installed ({where} not found)"
+        status = "installed" if available else "not installed"
         out.append({**entry, "features": list(entry["features"]), "available": available, "status": status})
     return out

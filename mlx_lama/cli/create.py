@@ -143,7 +143,7 @@ def _upload(client: Client, progress: Progress, local: dict[str, Path]) -> dict[
     return files
 
 
-def run_create(client: Client, name: str, modelfile: str | None) -> None:
+def run_create(client: Client, name: str, modelfile: str | None, quantize: str | None = None) -> None:
     """The whole ``create`` verb."""
     from mlx_lama.names import is_valid
 
@@ -176,6 +176,8 @@ def run_create(client: Client, name: str, modelfile: str | None) -> None:
         if files:
             req["files"] = files
         req["model"] = name
+        if quantize:
+            req["quantize"] = quantize
         _stream_create(client, progress, req)
     finally:
         progress.stop()

@@ -33,8 +33,8 @@ SERVE_ENV = _env([
     ("MLX_LAMA_SHUTDOWN_GRACE", "Seconds in-flight streams get to finish on shutdown (default 10)"),
 ])
 
-NO_AUTOSTART = ("The client verbs talk to the server at OLLAMA_HOST and never start one: run "
-                "'mlx-lama serve' first (in another terminal, or as a service).")
+NO_AUTOSTART = ("The client verbs talk to the server at OLLAMA_HOST and never start one:\n"
+                "run 'mlx-lama serve' first (in another terminal, or as a service).")
 
 REPL_USAGE = """Available Commands:
   /set            Set session variables

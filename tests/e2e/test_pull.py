@@ -64,6 +64,14 @@ def server(hub: FakeHub, tmp_path: Path) -> Iterator[LiveServer]:
     live.stop()
 
 
+@pytest.fixture(scope="module")
+def shared_server(hub: FakeHub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One server for the tests that must leave its store empty anyway (refusals)."""
+    live = LiveServer(Config(models_dir=tmp_path_factory.mktemp("refusals"), hf_endpoint=hub.url)).start()
+    yield live
+    live.stop()
+
+
 @pytest.fixture
 def repo(hub: FakeHub, tiny_dirs: dict[str, Path], request: pytest.FixtureRequest) -> str:
     """A repository of this test's own (fault knobs and byte counters are per repository)."""
@@ -240,18 +248,18 @@ def test_new_version_removes_unused_layers(server: LiveServer, hub: FakeHub,
 @pytest.mark.parametrize("model", ["hf.co/org/missing", "hf.co/org/tiny:no-such-branch", "nobody/nothing",
                                    "example.com/ns/model"],
                          ids=["unknown-repo", "unknown-revision", "bare-unknown-repo", "other-host"])
-def test_unknown_model(server: LiveServer, model: str) -> None:
+def test_unknown_model(shared_server: LiveServer, model: str) -> None:
     """Not on the hub: Ollama's text as the last line (stream) or a 500 (no stream); nothing listed."""
-    status, _, lines = raw_pull(server.url, {"model": model})
+    status, _, lines = raw_pull(shared_server.url, {"model": model})
     assert status == 200
     assert lines == [{"status": "pulling manifest"}, {"error": "pull model manifest: file does not exist"}]
 
     with pytest.raises(ollama.ResponseError, match="pull model manifest: file does not exist"):
-        list(ollama.Client(host=server.url, timeout=TIMEOUT).pull(model, stream=True))
+        list(ollama.Client(host=shared_server.url, timeout=TIMEOUT).pull(model, stream=True))
 
-    status, _, lines = raw_pull(server.url, {"model": model, "stream": False})
+    status, _, lines = raw_pull(shared_server.url, {"model": model, "stream": False})
     assert status == 500 and lines == [{"error": "pull model manifest: file does not exist"}]
-    assert tags(server.url) == []
+    assert tags(shared_server.url) == []
 
 
 def test_repo_without_mlx_weights(server: LiveServer, hub: FakeHub) -> None:
@@ -269,15 +277,15 @@ def test_repo_without_mlx_weights(server: LiveServer, hub: FakeHub) -> None:
                          ids=["dotdot", "absolute", "dotdot-mid", "hf-dotdot", "space-in-repo", "empty-part",
                               "space", "newline", "too-many-parts", "percent", "backslash", "empty",
                               "repo-too-long"])
-def test_hostile_names_are_refused(server: LiveServer, hub: FakeHub, model: str) -> None:
+def test_hostile_names_are_refused(shared_server: LiveServer, hub: FakeHub, model: str) -> None:
     """Names that are not names never reach the hub or the disk: 400 `invalid model name`."""
     before = hub.info_requests
     for body in ({"model": model}, {"name": model}, {"model": model, "stream": False}):
-        status, ctype, lines = raw_pull(server.url, body)
+        status, ctype, lines = raw_pull(shared_server.url, body)
         assert (status, lines) == (400, [{"error": "invalid model name"}]), body
         assert ctype.startswith("application/json")
     assert hub.info_requests == before
-    assert not (server.config.models_dir / "manifests").exists()
+    assert not (shared_server.config.models_dir / "manifests").exists()
 
 
 # ---------------------------------------------------------------- faults, resume, sharing

