@@ -204,6 +204,7 @@ class Client:
                 if isinstance(obj, dict) and obj.get("error"):
                     raise ResponseError(str(obj["error"]), resp.status)
                 yield obj
+            resp.read()  # marks the response closed, so the connection can carry the next request
             finished = True
         finally:
             if not finished:

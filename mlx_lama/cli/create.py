@@ -130,7 +130,7 @@ def _upload(client: Client, progress: Progress, local: dict[str, Path]) -> dict[
         digest = _sha256(path)
         size = max(1, path.stat().st_size)
         spinner = Spinner(f"copying file {digest} 0%")
-        progress.add(spinner)
+        progress.add(spinner, announce=False)  # off a terminal only the finished line is printed
 
         def report(n: int, spinner: Spinner = spinner, digest: str = digest, size: int = size) -> None:
             spinner.message = f"copying file {digest} {min(100, int(100 * n / size))}%"

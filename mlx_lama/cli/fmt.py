@@ -10,10 +10,8 @@ from __future__ import annotations
 import math
 import time
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
-from mlx_lama.api.duration import format_go_duration_ns
 
 _KB, _MB, _GB, _TB = 1000, 1000**2, 1000**3, 1000**4
 
@@ -129,6 +127,8 @@ def human_time(ts: float | None, zero: str = "Never", now: float | None = None) 
 
 def _shortest_digits(f: float) -> tuple[str, int]:
     """Shortest round-trip decimal digits of ``abs(f) > 0`` and the decimal point position."""
+    from decimal import Decimal  # only `show` needs it: keep it off the path of `list`
+
     sign, digits, exp = Decimal(repr(abs(f))).as_tuple()
     ds = "".join(str(d) for d in digits).lstrip("0")
     nd_before = len("".join(str(d) for d in digits))
@@ -202,6 +202,8 @@ def go_value(value: Any) -> str:
 
 def stats_summary(m: dict[str, Any]) -> str:
     """Ollama's ``api.Metrics.Summary``: the ``--verbose`` block (each line only when > 0)."""
+    from mlx_lama.api.duration import format_go_duration_ns
+
     lines = []
     total = int(m.get("total_duration") or 0)
     load = int(m.get("load_duration") or 0)

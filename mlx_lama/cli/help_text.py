@@ -13,14 +13,8 @@ def _env(rows: list[tuple[str, str]]) -> str:
 
 _HOST = ("OLLAMA_HOST", "IP Address for the mlx-lama server (default 127.0.0.1:11434)")
 
-CLIENT_ENV = _env([_HOST])
-
-RUN_ENV = _env([
-    _HOST,
-    ("OLLAMA_NOHISTORY", "Do not preserve readline history (~/.mlx-lama/history)"),
-])
-
-SERVE_ENV = _env([
+_NOHISTORY = ("OLLAMA_NOHISTORY", "Do not preserve readline history (~/.mlx-lama/history)")
+_SERVER = [
     ("OLLAMA_DEBUG", "Show additional debug information (e.g. OLLAMA_DEBUG=1)"),
     _HOST,
     ("OLLAMA_CONTEXT_LENGTH", "Context length to use unless otherwise specified (default: 4096)"),
@@ -31,7 +25,13 @@ SERVE_ENV = _env([
     ("OLLAMA_NUM_PARALLEL", "Maximum number of parallel requests (default 1)"),
     ("OLLAMA_ORIGINS", "A comma separated list of allowed origins"),
     ("MLX_LAMA_SHUTDOWN_GRACE", "Seconds in-flight streams get to finish on shutdown (default 10)"),
-])
+]
+
+CLIENT_ENV = _env([_HOST])
+RUN_ENV = _env([_HOST, _NOHISTORY])
+SERVE_ENV = _env(_SERVER)
+# The top-level help (and so the man page) lists every variable any verb reads.
+ALL_ENV = _env([_HOST, _NOHISTORY] + [row for row in _SERVER if row is not _HOST])
 
 NO_AUTOSTART = ("The client verbs talk to the server at OLLAMA_HOST and never start one:\n"
                 "run 'mlx-lama serve' first (in another terminal, or as a service).")

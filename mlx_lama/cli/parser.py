@@ -17,6 +17,9 @@ SHOW_FLAGS = ("license", "modelfile", "parameters", "system", "template")
 # pflag flags with an optional value: bare `--think` means `--think=true` and never takes the
 # next word as its value (so `run --think MODEL` works). argparse needs the `=` form spelled out.
 OPTIONAL_VALUE_FLAGS = ("--think", "--truncate")
+# Flags whose value may itself start with "-" (`--keepalive -1m`): pflag takes the next word
+# whatever it is, argparse would read it as an option, so the pair is joined with "=".
+VALUE_FLAGS = ("--keepalive", "--format", "--dimensions", "--file", "-f", "--quantize", "-q")
 
 
 class CliParser(argparse.ArgumentParser):
@@ -36,12 +39,22 @@ class CliParser(argparse.ArgumentParser):
 
 
 def normalize_argv(argv: list[str]) -> list[str]:
-    """Rewrite bare optional-value flags (``--think``) to their explicit form (``--think=true``)."""
-    out = []
-    for i, arg in enumerate(argv):
+    """Spell flags out as argparse needs them: ``--think`` -> ``--think=true``, ``--keepalive -1m``
+    -> ``--keepalive=-1m``."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
         if arg == "--":
             return out + argv[i:]
-        out.append(f"{arg}=true" if arg in OPTIONAL_VALUE_FLAGS else arg)
+        if arg in OPTIONAL_VALUE_FLAGS:
+            out.append(f"{arg}=true")
+        elif arg in VALUE_FLAGS and i + 1 < len(argv):
+            out.append(f"{arg}={argv[i + 1]}")
+            i += 1
+        else:
+            out.append(arg)
+        i += 1
     return out
 
 
@@ -56,7 +69,7 @@ def build_parser() -> CliParser:
     """The whole command tree."""
     parser = CliParser(
         prog="mlx-lama", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=help_text.CLIENT_ENV + "\n" + help_text.NO_AUTOSTART + "\n"
+        epilog=help_text.ALL_ENV + "\n" + help_text.NO_AUTOSTART + "\n"
         "Use 'mlx-lama <command> --help' (or 'mlx-lama help <command>') for a command's options.")
     parser.add_argument("-v", "--version", action="store_true", help="Show version information")
     sub = parser.add_subparsers(dest="command", metavar="command", parser_class=CliParser)

@@ -151,11 +151,11 @@ class Progress:
             self._thread = threading.Thread(target=self._loop, name="progress", daemon=True)
             self._thread.start()
 
-    def add(self, state: Spinner | Bar) -> None:
-        """Append a line; in plain mode a spinner's message is printed at once."""
+    def add(self, state: Spinner | Bar, announce: bool = True) -> None:
+        """Append a line; in plain mode a spinner's message is printed at once (if ``announce``)."""
         with self._lock:
             self._states.append(state)
-            if not self.tty and isinstance(state, Spinner) and state.message:
+            if announce and not self.tty and isinstance(state, Spinner) and state.message:
                 self.stream.write(state.message.strip() + "\n")
                 self.stream.flush()
 

@@ -131,7 +131,7 @@ def _file_layers(store: Store, files: dict[str, str]) -> Iterator[str]:
 
 def _convert_gguf(store: Store, gguf: Path) -> Iterator[str]:
     """Convert a GGUF file into MLX files stored as blobs. Returns the FILE layers."""
-    from mlx_lama.backends.gguf_import import UnsupportedGGUF, convert_gguf
+    from mlx_lama.backends.gguf import UnsupportedGGUF, convert_gguf
 
     yield "parsing GGUF"
     work = Path(tempfile.mkdtemp(prefix=".convert-", dir=store.root))

@@ -238,6 +238,12 @@ async def _fetch_small(client: httpx.AsyncClient, store: Store, f: RemoteFile,
 # ---------------------------------------------------------------- downloads of large files
 
 
+def partial_path(store: Store, digest: str) -> Path:
+    """Where a blob downloads before it is verified: `blobs/sha256-<hex>-partial`, as Ollama."""
+    target = store.blob_path(digest)
+    return target.with_name(target.name + "-partial")
+
+
 class _Partial:
     """`blobs/sha256-<hex>-partial`: the bytes so far and their running hash."""
 
@@ -310,9 +316,8 @@ def _join(store: Store, f: RemoteFile, headers: dict[str, str]) -> _Download:
         previous = current.task if current is not None else None
         current = _Download(f)
         # Report a resumed file from where it resumes, from the first line on.
-        partial = store.blob_path(f.digest).with_name(f"sha256-{f.sha256}-partial")
         with contextlib.suppress(OSError):
-            current.completed = min(partial.stat().st_size, f.size)
+            current.completed = min(partial_path(store, f.digest).stat().st_size, f.size)
         current.task = asyncio.create_task(_download(store, current, headers, previous))
         table[f.digest] = current
 
@@ -345,7 +350,7 @@ async def _download(store: Store, dl: _Download, headers: dict[str, str],
     if target.is_file():
         dl.completed = f.size
         return
-    part = _Partial(target.with_name(target.name + "-partial"))
+    part = _Partial(partial_path(store, f.digest))
     try:
         await asyncio.to_thread(part.load, f.size)
         dl.completed = part.size
@@ -396,7 +401,9 @@ async def _transfer(client: httpx.AsyncClient, f: RemoteFile, headers: dict[str,
         try:
             async for chunk in r.aiter_raw():
                 buffer += chunk
-                if part.size + len(buffer) > f.size:
+                if part.size + len(buffer) > f.size:  # not the file the hub listed: keep none of it
+                    buffer.clear()
+                    await asyncio.to_thread(part.restart)
                     raise PullError(f"download {f.name}: more than the {f.size} bytes the hub listed")
                 dl.completed = part.size + len(buffer)
                 if len(buffer) >= WRITE_BATCH:
@@ -445,7 +452,7 @@ def _check_space(store: Store, files: Iterable[RemoteFile]) -> None:
     for f in files:
         if f.sha256 is None or store.has_blob(f.digest):
             continue
-        partial = store.blob_path(f.digest).with_name(f"sha256-{f.sha256}-partial")
+        partial = partial_path(store, f.digest)
         need += f.size - (partial.stat().st_size if partial.is_file() else 0)
     store.blobs.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(store.blobs).free

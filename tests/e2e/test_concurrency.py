@@ -171,8 +171,9 @@ PROMPTLY = 8.0  # seconds; the follow-up needs well under one, an uncancelled jo
 def follow_up(url: str) -> float:
     """A short request on the same model; returns how long it took."""
     start = time.monotonic()
+    # A broken cancel would keep the runner busy for minutes: fail after 30 s rather than wait.
     r = httpx.post(url + "/api/generate", json=body("generate", "hi", 4, model=QWEN, stream=False),
-                   timeout=120)
+                   timeout=30)
     assert r.status_code == 200, r.text
     assert r.json()["done"] is True and r.json()["eval_count"] == 4
     return time.monotonic() - start

@@ -22,6 +22,7 @@ import pytest
 
 from mlx_lama.config import Config
 from mlx_lama.store.pull import DOWNLOAD_RETRIES
+from mlx_lama.store.store import Store
 from tests.support.fake_hub import FakeHub
 from tests.support.server import LiveServer
 
@@ -211,6 +212,22 @@ def test_bare_repo_and_revision_tags(server: LiveServer) -> None:
     assert len({m["digest"] for m in tags(server.url)}) == 1
 
 
+def test_library_name_through_alias_table(server: LiveServer, hub: FakeHub,
+                                          tiny_dirs: dict[str, Path]) -> None:
+    """`llama3.2:1b` pulls the repository the built-in alias table names, stored as `llama3.2:1b`."""
+    from mlx_lama.names import parse_name
+    from mlx_lama.store.registry import resolve
+
+    target = resolve(parse_name("llama3.2:1b"))
+    assert target is not None
+    hub.add_repo(target.repo, tiny_dirs["default"], branches=(target.revision,))
+    _, _, lines = raw_pull(server.url, {"model": "llama3.2:1b"})
+    assert lines[-1] == {"status": "success"}, lines[-1]
+    assert [m["name"] for m in tags(server.url)] == ["llama3.2:1b"]
+    entry = Store(server.config.models_dir).get("llama3.2:1b")
+    assert entry is not None and entry.config["backend"] == target.backend
+
+
 def test_second_pull_fetches_nothing_large(server: LiveServer, hub: FakeHub, repo: str,
                                            tiny_dirs: dict[str, Path]) -> None:
     """Present blobs: one line each with completed == total, and no weight bytes served again."""
@@ -237,7 +254,8 @@ def test_new_version_removes_unused_layers(server: LiveServer, hub: FakeHub,
     hub.add_repo(repo_id, tiny_dirs["default"],
                  extra={"generation_config.json": json.dumps({**config, "temperature": 0.5}).encode()})
     _, _, lines = raw_pull(server.url, {"model": f"hf.co/{repo_id}"})
-    assert [line["status"] for line in lines[-3:]] == ["writing manifest", "removing unused layers", "success"]
+    statuses = [line["status"] for line in lines[-3:]]
+    assert statuses == ["writing manifest", "removing unused layers", "success"]
     assert old not in blob_files(server)
     assert len(tags(server.url)) == 1
 
@@ -313,13 +331,14 @@ def test_dropped_connection_fails_cleanly_then_resumes(server: LiveServer, hub: 
     kept = partial.stat().st_size
     assert kept == cut * (DOWNLOAD_RETRIES + 1)  # every attempt resumed where the last one stopped
     assert weights.startswith(partial.read_bytes())
-    first_attempts = hub.served(repo, WEIGHTS)
-    assert first_attempts == kept
+    assert hub.served(repo, WEIGHTS) == kept
+    Store(server.config.models_dir).collect_garbage()  # what a delete runs: partials are kept
+    assert partials(server) == [partial]
 
     _, _, lines = raw_pull(server.url, {"model": f"hf.co/{repo}"})
     assert lines[-1] == {"status": "success"}
     # The resumed pull reports where it starts, and the hub sent only the missing tail.
-    assert [line["completed"] for line in lines if line.get("digest") == digest][0] == kept
+    assert next(line["completed"] for line in lines if line.get("digest") == digest) == kept
     assert hub.served(repo, WEIGHTS) == len(weights)
     assert hub.requests(repo, WEIGHTS) == DOWNLOAD_RETRIES + 2
     assert partials(server) == []
@@ -409,3 +428,15 @@ def test_fake_hub_speaks_huggingface_hub(hub: FakeHub, tiny_dirs: dict[str, Path
     for name in ("config.json", WEIGHTS):
         path = hf_hub_download("org/tiny", name, revision="dev", endpoint=hub.url, cache_dir=tmp_path)
         assert Path(path).read_bytes() == files[name]
+
+
+def test_held_blobs_survive_garbage_collection(tmp_path: Path) -> None:
+    """A pull's blobs, stored before its manifest, are safe from a concurrent delete's collection."""
+    store = Store(tmp_path)
+    with store.hold() as held:
+        layer = store.put_bytes(b"downloaded, not yet in a manifest")
+        held.add(layer.digest)
+        store.collect_garbage()
+        assert store.has_blob(layer.digest)
+    store.collect_garbage()
+    assert not store.has_blob(layer.digest)

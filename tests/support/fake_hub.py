@@ -187,18 +187,13 @@ class FakeHub:
             server.shutdown()
             server.server_close()
 
-    def __enter__(self) -> FakeHub:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     hub: FakeHub
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet test output
+    def log_message(self, format: str, *args: Any) -> None:  # quiet test output
         pass
 
     def do_HEAD(self) -> None:
@@ -257,8 +252,8 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {"X-Repo-Commit": repo.commit, "ETag": f'"{f.blob_id}"', "Accept-Ranges": "bytes"}
         if f.lfs:
             # The hub sends LFS content from a CDN: a redirect carrying the content's identity.
-            headers.update({"Location": f"{self.hub.cdn_url}/cdn-lfs/{repo_id}/{f.sha256}", "X-Linked-Etag": f'"{f.sha256}"',
-                            "X-Linked-Size": str(len(f.data))})
+            headers.update({"Location": f"{self.hub.cdn_url}/cdn-lfs/{repo_id}/{f.sha256}",
+                            "X-Linked-Etag": f'"{f.sha256}"', "X-Linked-Size": str(len(f.data))})
             self._send(302, b"", headers, body)
             return
         self._content(repo_id, f, headers, body)

