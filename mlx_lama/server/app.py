@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -100,6 +101,12 @@ class _Server(uvicorn.Server):
         super().__init__(config)
         self.scheduler = scheduler
         self.grace = grace
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        # uvicorn re-raises the signal once it has shut down, so the process would die by SIGTERM
+        # (or print a KeyboardInterrupt traceback); Ollama's serve returns and exits 0.
+        getattr(self, "_captured_signals", []).clear()
 
     async def shutdown(self, sockets: Any = None) -> None:
         self.scheduler.begin_drain()
