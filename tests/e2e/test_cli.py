@@ -175,7 +175,7 @@ def test_ps_and_stop(server: LiveServer) -> None:
     assert (r.returncode, r.stderr) == (1, 'Error: couldn\'t find model "nope" to stop\n')
     forever = cli(server, "run", "tiny-short", "hi", "--keepalive", "-1m")  # a value may start with "-"
     assert forever.returncode == 0
-    assert re.search(r"tiny-short:latest .* Forever {4}$", cli(server, "ps").stdout, re.M)
+    assert re.search(r"tiny-short:latest .* Forever {4,}$", cli(server, "ps").stdout, re.M)
     assert cli(server, "stop", "tiny-short").returncode == 0
 
 
