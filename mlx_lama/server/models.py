@@ -171,8 +171,9 @@ async def create_model(request: Request) -> Response:
     name = common.parse_model_name(req.target)
     if not req.from_ and not req.files:
         raise errors.BadRequest("neither 'from' or 'files' was specified")
-    if req.quantize or req.quantization or req.adapters:
-        raise errors.BadRequest("quantize and adapters are not supported by this mlx-lama yet")
+    if req.adapters:
+        raise errors.BadRequest("adapters are not supported by this mlx-lama yet")
+    quantize = req.quantize or req.quantization or None
     if req.parameters:
         parse_options(req.parameters, Options())  # same checks and messages as a request's options
     if req.template and not is_jinja(req.template):
@@ -188,7 +189,7 @@ async def create_model(request: Request) -> Response:
         name=name, base=base, files=req.files, template=req.template or None,
         system=req.system or None, parameters=req.parameters,
         messages=[{"role": m.role, "content": m.content} for m in req.messages] if req.messages else None,
-        license=_license(req.license))
+        license=_license(req.license), quantize=quantize)
 
     return await _progress(req.stream, lambda: create(svc.store, spec))
 

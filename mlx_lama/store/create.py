@@ -34,6 +34,7 @@ class CreateSpec:
     parameters: dict[str, Any] | None = None
     messages: list[dict[str, Any]] | None = None
     license: list[str] = field(default_factory=list)
+    quantize: str | None = None  # Ollama level name, e.g. "q4_K_M"
 
 
 def check_file_name(name: str) -> str:
@@ -48,6 +49,13 @@ def check_file_name(name: str) -> str:
 
 def create(store: Store, spec: CreateSpec) -> Iterator[str]:
     """Build and publish the model; yields status lines."""
+    if spec.quantize:
+        from mlx_lama.backends.quantize import QuantizeError, bits_for
+
+        try:
+            bits_for(spec.quantize)  # refuse an unknown level before any work
+        except QuantizeError as exc:
+            raise StoreError(str(exc)) from None
     parts: dict[str, Layer] = {}  # Modelfile parts by media type (the base's, then overrides)
     licenses: list[Layer] = []
     params: dict[str, Any] = {}
@@ -67,6 +75,8 @@ def create(store: Store, spec: CreateSpec) -> Iterator[str]:
         files = yield from _convert_gguf(store, spec.gguf)
     else:
         raise StoreError("neither 'from' or 'files' was specified")
+    if spec.quantize:
+        files = yield from _quantize(store, files, spec.quantize)
 
     def text_layer(media_type: str, data: bytes) -> Layer:
         existed = store.has_blob(_digest_of(data))
@@ -147,6 +157,35 @@ def _convert_gguf(store: Store, gguf: Path) -> Iterator[str]:
         for path in sorted((work / "model").rglob("*")):
             if path.is_file():
                 rel = path.relative_to(work / "model").as_posix()
+                layer = store.put_file(path)
+                yield f"creating new layer {layer.digest}"
+                layers[rel] = Layer(mf.FILE, layer.digest, layer.size, rel)
+        return layers
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _quantize(store: Store, files: dict[str, Layer], level: str) -> Iterator[str]:
+    """Quantize the model's weights with MLX; returns the new FILE layers."""
+    from mlx_lama.backends.quantize import QuantizeError, quantize_dir
+
+    paths = {rel: store.blob_path(layer.digest) for rel, layer in files.items()}
+    source = describe(paths, "")["file_type"]
+    yield f"quantizing {source} model to {level.upper()}"
+    work = Path(tempfile.mkdtemp(prefix=".quantize-", dir=store.root))
+    try:
+        src = work / "src"
+        for rel, blob in paths.items():
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            (src / rel).symlink_to(blob)
+        try:
+            quantize_dir(src, work / "out", level)
+        except QuantizeError as exc:
+            raise StoreError(str(exc)) from None
+        layers: dict[str, Layer] = {}
+        for path in sorted((work / "out").rglob("*")):
+            if path.is_file():
+                rel = path.relative_to(work / "out").as_posix()
                 layer = store.put_file(path)
                 yield f"creating new layer {layer.digest}"
                 layers[rel] = Layer(mf.FILE, layer.digest, layer.size, rel)

@@ -347,3 +347,21 @@ def test_response_errors(client: ollama.Client, live_server: Any, call: Callable
         call(client, live_server.models["default"])
     assert info.value.status_code == status
     assert info.value.error == error.replace("@m", live_server.models["default"])
+
+
+def test_create_with_quantize(make_server: Callable[..., Any]) -> None:
+    server = make_server()
+    c = client_for(server)
+    statuses = [p.status for p in c.create(model="tiny-q8", from_=server.models["default"],
+                                           quantize="q8_0", stream=True)]
+    assert "quantizing F32 model to Q8_0" in statuses and statuses[-1] == "success"
+    listed = {m.model: m for m in c.list().models}
+    assert listed["tiny-q8:latest"].details.quantization_level == "Q8"
+    assert listed["tiny-q8:latest"].size < listed[server.models["default"]].size
+    assert c.generate(model="tiny-q8", prompt="hi", options=GREEDY).eval_count == N
+    for level, message in [("q4_K_M", "quantization is only supported for F16 and F32 models"),
+                           ("q7_0", "unsupported quantization type q7_0")]:
+        with pytest.raises(ollama.ResponseError) as info:
+            c.create(model="tiny-bad", from_="tiny-q8" if level == "q4_K_M" else server.models["default"],
+                     quantize=level)
+        assert info.value.status_code == 400 and info.value.error == message
