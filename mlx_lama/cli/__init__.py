@@ -12,9 +12,13 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from mlx_lama.cli.errors import CliError
 from mlx_lama.cli.parser import build_parser, normalize_argv, subparser
+
+if TYPE_CHECKING:
+    from mlx_lama.client import Client
 
 __all__ = ["build_parser", "main"]
 
@@ -54,51 +58,56 @@ def _help(parser: argparse.ArgumentParser, topic: str | None) -> int:
     return 0
 
 
-def _client_verb(args: argparse.Namespace) -> Callable[..., object]:
-    """The handler of a client verb: a function of (client, args)."""
+def _run(client: Client, a: argparse.Namespace) -> int:
+    from mlx_lama.cli.run import run_command
+
+    return run_command(client, a)
+
+
+def _create(client: Client, a: argparse.Namespace) -> None:
+    from mlx_lama.cli.create import run_create
+
+    run_create(client, a.model, a.file, a.quantize)
+
+
+def _pull(client: Client, a: argparse.Namespace) -> int:
+    from mlx_lama.cli.pull import pull_with_progress
+
+    try:
+        pull_with_progress(client, a.model, a.insecure)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"\npull interrupted: run 'mlx-lama pull {a.model}' again to resume\n")
+        return 130
+    return 0
+
+
+def _show(client: Client, a: argparse.Namespace) -> None:
+    from mlx_lama.cli.commands import SHOW_FIELDS, show
+
+    field = next((f for f in SHOW_FIELDS if getattr(a, f)), None)
+    sys.stdout.write(show(client, a.model, field, a.verbose))
+
+
+def _simple(client: Client, a: argparse.Namespace) -> None:
     from mlx_lama.cli import commands as c
 
-    def out(text: str) -> None:
-        sys.stdout.write(text)
+    if a.command in ("list", "ls"):
+        sys.stdout.write(c.list_models(client, a.prefix))
+    elif a.command == "ps":
+        sys.stdout.write(c.list_running(client, a.prefix))
+    elif a.command == "cp":
+        c.copy(client, a.source, a.destination)
+    elif a.command == "rm":
+        c.remove(client, a.models)
+    elif a.command == "stop":
+        c.stop(client, a.model)
 
-    def run(client: object, a: argparse.Namespace) -> object:
-        from mlx_lama.cli.run import run_command
 
-        return run_command(client, a)  # type: ignore[arg-type]
-
-    def create(client: object, a: argparse.Namespace) -> None:
-        from mlx_lama.cli.create import run_create
-
-        run_create(client, a.model, a.file, a.quantize)  # type: ignore[arg-type]
-
-    def pull(client: object, a: argparse.Namespace) -> int:
-        from mlx_lama.cli.pull import pull_with_progress
-
-        try:
-            pull_with_progress(client, a.model, a.insecure)  # type: ignore[arg-type]
-        except KeyboardInterrupt:
-            sys.stderr.write(f"\npull interrupted: run 'mlx-lama pull {a.model}' again to resume\n")
-            return 130
-        return 0
-
-    def show(client: object, a: argparse.Namespace) -> None:
-        field = next((f for f in ("license", "modelfile", "parameters", "system", "template")
-                      if getattr(a, f)), None)
-        out(c.show(client, a.model, field, a.verbose))  # type: ignore[arg-type]
-
-    table: dict[str, Callable[..., object]] = {
-        "run": run,
-        "create": create,
-        "pull": pull,
-        "show": show,
-        "list": lambda cl, a: out(c.list_models(cl, a.prefix)),
-        "ls": lambda cl, a: out(c.list_models(cl, a.prefix)),
-        "ps": lambda cl, a: out(c.list_running(cl, a.prefix)),
-        "cp": lambda cl, a: c.copy(cl, a.source, a.destination),
-        "rm": lambda cl, a: c.remove(cl, a.models),
-        "stop": lambda cl, a: c.stop(cl, a.model),
-    }
-    return table[args.command]
+# The client verbs: each a function of (client, parsed arguments); an int result is the exit status.
+VERBS: dict[str, Callable[[Client, argparse.Namespace], int | None]] = {
+    "run": _run, "create": _create, "pull": _pull, "show": _show,
+    "list": _simple, "ls": _simple, "ps": _simple, "cp": _simple, "rm": _simple, "stop": _simple,
+}
 
 
 def _run_client_verb(args: argparse.Namespace) -> int:
@@ -112,8 +121,7 @@ def _run_client_verb(args: argparse.Namespace) -> int:
             if exc.refused:
                 raise CliError(NOT_RUNNING) from None
             raise CliError(f"could not connect to mlx-lama server at {exc.url}: {exc.reason}") from None
-        result = _client_verb(args)(client, args)
-        return result if isinstance(result, int) else 0
+        return VERBS[args.command](client, args) or 0
     except ResponseError as exc:
         raise CliError(exc.message) from None
     except ConnectError as exc:

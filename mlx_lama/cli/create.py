@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from mlx_lama.cli.errors import CliError
-from mlx_lama.cli.modelfile import DEPRECATED, Command, ModelfileError, ParamError, decode, format_params, parse
+from mlx_lama.cli.modelfile import (
+    DEPRECATED,
+    Command,
+    ModelfileError,
+    ParamError,
+    decode,
+    format_params,
+    parse,
+)
 from mlx_lama.cli.progress import Bar, Progress, Spinner
 from mlx_lama.client import Client
 

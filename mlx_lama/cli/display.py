@@ -85,9 +85,7 @@ class Wrapper:
                 parts.append(ch)
                 w = display_width(ch)
                 self.line_length += w
-                if w >= 2:
-                    self.word = ""
-                elif ch in " \t":
+                if w >= 2 or ch in " \t":
                     self.word = ""
                 elif ch in "\n\r":
                     self.line_length = 0

@@ -12,7 +12,6 @@ import time
 from datetime import datetime
 from typing import Any
 
-
 _KB, _MB, _GB, _TB = 1000, 1000**2, 1000**3, 1000**4
 
 
@@ -52,7 +51,7 @@ def human_number(n: int) -> str:
 
 def _go_round(x: float) -> int:
     """Go's ``math.Round``: half away from zero (Python's ``round`` is half to even)."""
-    return int(math.floor(abs(x) + 0.5)) * (1 if x >= 0 else -1)
+    return math.floor(abs(x) + 0.5) * (1 if x >= 0 else -1)
 
 
 def _quot(a: int, b: int) -> int:
@@ -129,7 +128,7 @@ def _shortest_digits(f: float) -> tuple[str, int]:
     """Shortest round-trip decimal digits of ``abs(f) > 0`` and the decimal point position."""
     from decimal import Decimal  # only `show` needs it: keep it off the path of `list`
 
-    sign, digits, exp = Decimal(repr(abs(f))).as_tuple()
+    _, digits, exp = Decimal(repr(abs(f))).as_tuple()
     ds = "".join(str(d) for d in digits).lstrip("0")
     nd_before = len("".join(str(d) for d in digits))
     dp = nd_before + int(exp)  # position of the decimal point relative to the digit string

@@ -25,6 +25,9 @@ _SERVER = [
     ("OLLAMA_NUM_PARALLEL", "Maximum number of parallel requests (default 1)"),
     ("OLLAMA_ORIGINS", "A comma separated list of allowed origins"),
     ("MLX_LAMA_SHUTDOWN_GRACE", "Seconds in-flight streams get to finish on shutdown (default 10)"),
+    ("MLX_LAMA_REGISTRY", "Your model-name aliases (default ~/.mlx-lama/registry.yaml)"),
+    ("HF_ENDPOINT", "The Hugging Face hub pulls download from (default https://huggingface.co)"),
+    ("HF_TOKEN", "Hugging Face token for gated and private repositories"),
 ]
 
 CLIENT_ENV = _env([_HOST])

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Command", "ModelfileError", "format_params", "parse", "ParamError"]
+__all__ = ["Command", "ModelfileError", "ParamError", "format_params", "parse"]
 
 
 class ModelfileError(ValueError):

@@ -60,7 +60,7 @@ def normalize_argv(argv: list[str]) -> list[str]:
 
 def _verb(sub: argparse._SubParsersAction[CliParser], name: str, summary: str, epilog: str,
           description: str = "", aliases: tuple[str, ...] = ()) -> CliParser:
-    return sub.add_parser(name, aliases=list(aliases), help=summary,  # type: ignore[no-any-return]
+    return sub.add_parser(name, aliases=list(aliases), help=summary,
                           description=description or summary, epilog=epilog,
                           formatter_class=argparse.RawDescriptionHelpFormatter)
 
@@ -161,5 +161,5 @@ def subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentPa
     """The parser of verb ``name`` (aliases included), for ``mlx-lama help VERB``."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            return action.choices.get(name)  # type: ignore[no-any-return]
+            return action.choices.get(name)
     return None

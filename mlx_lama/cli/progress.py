@@ -9,7 +9,6 @@ print plain lines instead, one per change of status, with no escape sequences, s
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import threading
 import time
@@ -235,15 +234,3 @@ class Progress:
             self.stream.write("".join(out))
             self.stream.flush()
 
-
-def tty_or_none(stream: TextIO) -> bool:
-    """Whether ``stream`` is a terminal (False for closed or odd streams)."""
-    try:
-        return stream.isatty()
-    except (ValueError, AttributeError):
-        return False
-
-
-def status_width() -> int:
-    """Terminal width used by spinner lines (for callers that truncate long statuses)."""
-    return shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns

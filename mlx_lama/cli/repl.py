@@ -154,6 +154,11 @@ class Repl:
         self.opts.messages.append({"role": "user", "content": text})
         try:
             answer = chat_once(self.client, self.opts)
+        except KeyboardInterrupt:
+            # Ctrl+C outside the stream loop (before the request went out, or while the spinner
+            # was being cleared): hang up all the same, so nothing keeps generating.
+            self.client.close()
+            answer = None
         except ResponseError as exc:
             if "does not support thinking" in exc.message or "invalid think value" in exc.message:
                 print(f"error: {exc.message}")

@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlx_lama.cli.display import Wrapper, thinking_close, thinking_open
+from mlx_lama.cli.display import COLOR_DEFAULT, Wrapper, thinking_close, thinking_open
 from mlx_lama.cli.errors import CliError
 from mlx_lama.cli.fmt import stats_summary
 from mlx_lama.cli.progress import Progress, Spinner
@@ -137,6 +137,12 @@ class _Printer:
             sys.stdout.write(render_tool_calls(tool_calls, self.plain))
         sys.stdout.flush()
 
+    def finish(self) -> None:
+        """End an answer that stopped while still thinking: put the terminal's colour back."""
+        if self.opened and not self.closed and not self.plain:
+            sys.stdout.write(COLOR_DEFAULT)
+            sys.stdout.flush()
+
 
 def render_tool_calls(calls: list[Any], plain: bool) -> str:
     """Tool calls the model made although the CLI offers none (Ollama prints them like this)."""
@@ -174,6 +180,7 @@ def generate_once(client: Client, opts: RunOptions) -> None:
             printer.feed(chunk.get("thinking", ""), chunk.get("response", ""), chunk.get("tool_calls"))
     finally:
         progress.stop_and_clear()
+        printer.finish()
     if opts.prompt:
         sys.stdout.write("\n\n")
         sys.stdout.flush()
@@ -211,6 +218,7 @@ def chat_once(client: Client, opts: RunOptions) -> dict[str, Any] | None:
         return None
     finally:
         progress.stop_and_clear()
+        printer.finish()
     if opts.messages:
         sys.stdout.write("\n\n")
         sys.stdout.flush()

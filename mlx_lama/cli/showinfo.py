@@ -20,7 +20,7 @@ def _number(v: Any) -> float | None:
 
 def _scan_lines(text: str) -> list[str]:
     """Lines as Go's ``bufio.Scanner`` splits them (on ``\n``, dropping a trailing ``\r``)."""
-    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
     return lines[:-1] if lines and lines[-1] == "" else lines
 
 

@@ -13,6 +13,7 @@ import json
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,8 +25,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mlx_lama.api.errors import ApiError, NotFound
+from mlx_lama.config import Config
 from mlx_lama.server.streams import ndjson
-from tests.support.server import LiveServer, free_port
+from tests.support.server import LiveServer, free_port, import_model
 
 LLAMA = "tiny-llama:latest"
 CODER = "tiny-coder:latest"
@@ -89,23 +91,34 @@ async def run_one(client: httpx.AsyncClient, url: str, kind: str, stream: bool, 
     return text
 
 
+@pytest.fixture(scope="module")
+def server(tiny_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A server of this module's own, over a store of its own (no other test can touch it)."""
+    root = tmp_path_factory.mktemp("concurrency-store")
+    for role, name in (("default", LLAMA), ("qwen3", QWEN)):
+        import_model(root, name, tiny_dirs[role])
+    s = LiveServer(Config(models_dir=root)).start()
+    yield s
+    s.stop()
+
+
 # ---------------------------------------------------------------- many requests at once
 
 
-def test_concurrent_mixed_requests_all_answer(live_server: LiveServer) -> None:
+def test_concurrent_mixed_requests_all_answer(server: LiveServer) -> None:
     async def scenario() -> list[str]:
         async with httpx.AsyncClient(timeout=60) as client:
-            return await asyncio.gather(*(run_one(client, live_server.url, *req) for req in MIXED))
+            return await asyncio.gather(*(run_one(client, server.url, *req) for req in MIXED))
 
     texts = asyncio.run(asyncio.wait_for(scenario(), 120))
     assert len(texts) == len(MIXED) and all(texts)
 
 
-def test_greedy_outputs_under_concurrency_equal_sequential(live_server: LiveServer) -> None:
+def test_greedy_outputs_under_concurrency_equal_sequential(server: LiveServer) -> None:
     async def scenario() -> tuple[list[str], list[str]]:
         async with httpx.AsyncClient(timeout=60) as client:
-            alone = [await run_one(client, live_server.url, *req) for req in MIXED]
-            together = await asyncio.gather(*(run_one(client, live_server.url, *req) for req in MIXED))
+            alone = [await run_one(client, server.url, *req) for req in MIXED]
+            together = await asyncio.gather(*(run_one(client, server.url, *req) for req in MIXED))
             return alone, list(together)
 
     alone, together = asyncio.run(asyncio.wait_for(scenario(), 120))
@@ -180,26 +193,25 @@ def follow_up(url: str) -> float:
 
 
 @pytest.mark.parametrize("kind", ["generate", "chat"])
-def test_stream_disconnect_cancels_generation(live_server: LiveServer, kind: str) -> None:
-    follow_up(live_server.url)  # the model is loaded, so the timing below is the job alone
-    with httpx.Client(timeout=30) as client:
-        with client.stream("POST", f"{live_server.url}/api/{kind}",
-                           json=body(kind, LONG_PROMPT, -1, model=QWEN)) as r:
-            assert r.status_code == 200
-            lines = r.iter_lines()
-            assert json.loads(next(lines))["done"] is False
-            assert json.loads(next(lines))["done"] is False
+def test_stream_disconnect_cancels_generation(server: LiveServer, kind: str) -> None:
+    follow_up(server.url)  # the model is loaded, so the timing below is the job alone
+    with httpx.Client(timeout=30) as client, client.stream("POST", f"{server.url}/api/{kind}",
+                       json=body(kind, LONG_PROMPT, -1, model=QWEN)) as r:
+        assert r.status_code == 200
+        lines = r.iter_lines()
+        assert json.loads(next(lines))["done"] is False
+        assert json.loads(next(lines))["done"] is False
         # Leaving the `with` closes the connection halfway through the body.
-    assert follow_up(live_server.url) < PROMPTLY
+    assert follow_up(server.url) < PROMPTLY
 
 
 @pytest.mark.parametrize("kind", ["generate", "chat"])
-def test_non_streamed_disconnect_cancels_generation(live_server: LiveServer, kind: str) -> None:
-    follow_up(live_server.url)
+def test_non_streamed_disconnect_cancels_generation(server: LiveServer, kind: str) -> None:
+    follow_up(server.url)
     with pytest.raises(httpx.ReadTimeout):
-        httpx.post(f"{live_server.url}/api/{kind}",
+        httpx.post(f"{server.url}/api/{kind}",
                    json=body(kind, LONG_PROMPT, -1, model=QWEN, stream=False), timeout=1.0)
-    assert follow_up(live_server.url) < PROMPTLY
+    assert follow_up(server.url) < PROMPTLY
 
 
 # ---------------------------------------------------------------- errors after the first byte
@@ -332,9 +344,8 @@ def test_ndjson_error_before_first_byte_keeps_its_status(stream_app: tuple[str, 
 
 def test_ndjson_client_disconnect_closes_the_source(stream_app: tuple[str, _Gen]) -> None:
     url, gen = stream_app
-    with httpx.Client(timeout=30) as client:
-        with client.stream("GET", f"{url}/forever") as r:
-            lines = r.iter_lines()
-            assert [json.loads(next(lines)) for _ in range(3)] == [{"n": 1}, {"n": 2}, {"n": 3}]
+    with httpx.Client(timeout=30) as client, client.stream("GET", f"{url}/forever") as r:
+        lines = r.iter_lines()
+        assert [json.loads(next(lines)) for _ in range(3)] == [{"n": 1}, {"n": 2}, {"n": 3}]
     # The source's `finally` (where a generation is cancelled) runs once the client is gone.
     assert gen.closed.wait(timeout=10)

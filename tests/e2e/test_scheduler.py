@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from mlx_lama.config import Config
-from tests.support.server import LiveServer
+from tests.support.server import LiveServer, import_model
 
 LLAMA = "tiny-llama:latest"
 CODER = "tiny-coder:latest"
@@ -88,9 +88,12 @@ def load_only(url: str, model: str, **extra: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def server(models_dir: Path) -> Iterator[LiveServer]:
-    """A server of this module's own over the shared store (it only reads the store)."""
-    s = LiveServer(Config(models_dir=models_dir)).start()
+def server(tiny_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A server of this module's own, over a store of its own (no other test can touch it)."""
+    root = tmp_path_factory.mktemp("scheduler-store")
+    for role, name in (("default", LLAMA), ("fim", CODER)):
+        import_model(root, name, tiny_dirs[role])
+    s = LiveServer(Config(models_dir=root)).start()
     yield s
     s.stop()
 
@@ -139,12 +142,12 @@ def test_keep_alive_zero_unloads_after_the_request(server: LiveServer, keep_aliv
 
 
 def test_keep_alive_zero_keeps_the_model_while_the_request_runs(server: LiveServer) -> None:
-    with httpx.Client(timeout=30) as client:
-        with client.stream("POST", server.url + "/api/generate", json={**ENDLESS, "keep_alive": 0}) as r:
-            assert r.status_code == 200
-            lines = r.iter_lines()
-            next(lines), next(lines)
-            assert LLAMA in ps_names(server.url)
+    with httpx.stream("POST", server.url + "/api/generate", json={**ENDLESS, "keep_alive": 0},
+                      timeout=30) as r:
+        assert r.status_code == 200
+        lines = r.iter_lines()
+        next(lines), next(lines)
+        assert LLAMA in ps_names(server.url)
     # The client went away: the request is over, so keep_alive 0 unloads the model.
     assert wait_until(lambda: LLAMA not in ps_names(server.url)), ps(server.url)
 
@@ -222,12 +225,17 @@ def test_request_waits_for_the_model_that_holds_the_only_slot(
                 b = asyncio.ensure_future(client.post(s.url + "/api/generate", json={
                     "model": CODER, "prompt": "hi", "stream": False,
                     "options": {"num_predict": n_b, "temperature": 0}}))
-                chunks = [first] + [json.loads(line) async for line in lines if line]
-                b_done_before_a = b.done()
+                chunks = [first]
+                b_done_before_a = None
+                async for line in lines:
+                    if line:
+                        chunks.append(json.loads(line))
+                        if chunks[-1]["done"]:
+                            b_done_before_a = b.done()
             final_a = chunks[-1]
             assert final_a["done"] is True and final_a["eval_count"] == n_a, final_a
             assert all(not c["done"] for c in chunks[:-1])
-            assert not b_done_before_a, "B was answered while A still held the only model slot"
+            assert b_done_before_a is False, "B was answered while A still held the only model slot"
             rb = await asyncio.wait_for(b, 60)
             assert rb.status_code == 200, rb.text
             assert rb.json()["done"] is True and rb.json()["eval_count"] == n_b
@@ -263,17 +271,16 @@ def test_unload_frees_memory(make_server: Callable[..., LiveServer]) -> None:
 
 def test_unload_of_a_busy_model_waits_for_the_request(make_server: Callable[..., LiveServer]) -> None:
     s = make_server()
-    with httpx.Client(timeout=30) as client:
-        with client.stream("POST", s.url + "/api/generate", json=ENDLESS) as r:
-            assert r.status_code == 200
-            lines = r.iter_lines()
-            next(lines), next(lines)
-            out = load_only(s.url, LLAMA, keep_alive=0)  # answered at once, not after the stream
-            assert out["done_reason"] == "unload"
-            # The request goes on undisturbed, and the model stays while it runs.
-            more = [json.loads(next(lines)) for _ in range(5)]
-            assert all(c["done"] is False and "error" not in c for c in more)
-            assert ps_names(s.url) == [LLAMA]
+    with httpx.stream("POST", s.url + "/api/generate", json=ENDLESS, timeout=30) as r:
+        assert r.status_code == 200
+        lines = r.iter_lines()
+        next(lines), next(lines)
+        out = load_only(s.url, LLAMA, keep_alive=0)  # answered at once, not after the stream
+        assert out["done_reason"] == "unload"
+        # The request goes on undisturbed, and the model stays while it runs.
+        more = [json.loads(next(lines)) for _ in range(5)]
+        assert all(c["done"] is False and "error" not in c for c in more)
+        assert ps_names(s.url) == [LLAMA]
     # The request ended (the client left): now the model goes.
     assert wait_until(lambda: ps(s.url) == []), ps(s.url)
 

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -26,7 +26,7 @@ from mlx_lama.client import Client, ConnectError, ResponseError
 
 DIGEST_A = "sha256:" + "a" * 64
 DIGEST_B = "sha256:" + "b" * 64
-PULL_OK = [
+PULL_OK: list[dict[str, Any]] = [
     {"status": "pulling manifest"},
     {"status": f"pulling {DIGEST_A[7:19]}", "digest": DIGEST_A, "total": 2048},  # completed 0: skipped
     {"status": f"pulling {DIGEST_A[7:19]}", "digest": DIGEST_A, "total": 2048, "completed": 1024},
@@ -51,7 +51,8 @@ class FakeOllama(BaseHTTPRequestHandler):
     """Scripted answers; POST /api/pull's behaviour depends on the model name."""
 
     protocol_version = "HTTP/1.1"
-    present: set[str] = set()
+    present: ClassVar[set[str]] = {"thinker"}
+    bodies: ClassVar[list[dict[str, Any]]] = []  # generate requests, for the tests to inspect
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -101,9 +102,14 @@ class FakeOllama(BaseHTTPRequestHandler):
             self._pull(model)
         elif self.path == "/api/show":
             if model in self.present:
-                self._json(200, {"details": {}, "model_info": {}, "capabilities": ["completion"]})
+                caps = ["completion", "thinking"] if model == "thinker" else ["completion"]
+                self._json(200, {"details": {}, "model_info": {}, "capabilities": caps})
             else:
                 self._json(404, {"error": f"model '{model}' not found"})
+        elif self.path == "/api/generate" and model == "thinker":
+            FakeOllama.bodies.append(body)
+            self._stream(iter([{"thinking": "Let me", "done": False}, {"thinking": " think.", "done": False},
+                               {"response": "Answer.", "done": False}, {"response": "", "done": True}]))
         elif self.path == "/api/generate":
             self._stream(iter([{"response": "Hello", "done": False},
                                {"response": " world", "done": True, "eval_count": 2, "eval_duration": 1000}]))
@@ -143,7 +149,7 @@ def fake() -> Iterator[str]:
 def cli(url: str, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, OLLAMA_HOST=url, PYTHONPATH=os.getcwd())
     return subprocess.run([sys.executable, "-m", "mlx_lama", *args], env=env, capture_output=True,
-                          text=True, timeout=60, stdin=subprocess.DEVNULL, **kw)
+                          text=True, timeout=60, stdin=subprocess.DEVNULL, check=False, **kw)
 
 
 # ---------------------------------------------------------------- the client
@@ -162,10 +168,9 @@ def test_client_errors_carry_server_text(fake: str) -> None:
         list(client.pull("bad name"))
     assert (exc.value.message, exc.value.status) == ("invalid model name", 400)
     # An error line after the first byte ends the stream as an exception.
-    seen = []
+    seen: list[dict[str, Any]] = []
     with pytest.raises(ResponseError, match="pull model manifest: file does not exist"):
-        for line in client.pull("missing"):
-            seen.append(line)
+        seen.extend(client.pull("missing"))
     assert seen == [{"status": "pulling manifest"}]
     # The connection is still usable afterwards.
     assert client.version() == "0.0.1"
@@ -280,3 +285,58 @@ def test_run_pulls_a_missing_model_then_answers(fake: str) -> None:
     assert r.returncode == 0, r.stderr
     assert r.stdout == "Hello world\n\n"
     assert "success" in r.stderr and "pulling aaaaaaaaaaaa: 100% 2.0 KB" in r.stderr
+
+
+@pytest.mark.parametrize(("flags", "stdout", "think"), [
+    ([], "Thinking...\nLet me think.\n...done thinking.\n\nAnswer.\n\n", True),
+    (["--hidethinking"], "Answer.\n\n", True),
+    (["--think=high"], "Thinking...\nLet me think.\n...done thinking.\n\nAnswer.\n\n", "high"),
+], ids=["default-on", "hidden", "level"])
+def test_run_prints_thinking_block(fake: str, flags: list[str], stdout: str, think: Any) -> None:
+    FakeOllama.bodies.clear()
+    r = cli(fake, "run", "thinker", "why?", *flags)
+    assert (r.returncode, r.stdout) == (0, stdout), r.stderr
+    assert FakeOllama.bodies[-1]["think"] == think  # thinking models think unless told otherwise
+
+
+class OldServer(BaseHTTPRequestHandler):
+    """HTTP/1.0 without Content-Length: bodies run until the server closes the connection."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b'{"version": "9.9.9"}')
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b'{"a": 1}\n{"b": 2}\n{"c": 3}')  # last line without a newline
+
+
+def test_client_http10_bodies_until_close() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), OldServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = Client(f"http://127.0.0.1:{server.server_address[1]}")
+        assert client.version() == "9.9.9"
+        assert client.version() == "9.9.9"  # a fresh connection each time: the server closed the last
+        assert list(client.generate({})) == [{"a": 1}, {"b": 2}, {"c": 3}]
+        client.close()
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.parametrize("value", [None, "", "  ", "''", "127.0.0.1:9999", "0.0.0.0", "http://[::1]:80/x"], ids=str)
+def test_default_base_url_follows_hostaddr(monkeypatch: pytest.MonkeyPatch, value: str | None) -> None:
+    from mlx_lama.client import default_base_url
+    from mlx_lama.hostaddr import parse_host
+
+    if value is None:
+        monkeypatch.delenv("OLLAMA_HOST", raising=False)
+    else:
+        monkeypatch.setenv("OLLAMA_HOST", value)
+    assert default_base_url() == parse_host(value).connect_url()

@@ -8,8 +8,15 @@ import pytest
 
 from mlx_lama.cli.create import build_request, model_files
 from mlx_lama.cli.errors import CliError
-from mlx_lama.cli.modelfile import (ERR_INVALID_COMMAND, ERR_INVALID_ROLE, ModelfileError, ParamError, decode,
-                                    format_params, parse)
+from mlx_lama.cli.modelfile import (
+    ERR_INVALID_COMMAND,
+    ERR_INVALID_ROLE,
+    ModelfileError,
+    ParamError,
+    decode,
+    format_params,
+    parse,
+)
 
 LLAMA3_TEMPLATE = ("{{ if .System }}<|start_header_id|>system<|end_header_id|>\n\n{{ .System }}<|eot_id|>"
                    "{{ end }}{{ if .Prompt }}<|start_header_id|>user<|end_header_id|>\n\n{{ .Prompt }}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,7 +15,7 @@ DETAILS = {"family": "test", "parameter_size": "7B", "quantization_level": "FP16
 
 
 def _stamp(delta: timedelta) -> str:
-    return (datetime.now(timezone.utc) + delta).astimezone().isoformat()
+    return (datetime.now(UTC) + delta).astimezone().isoformat()
 
 
 class FakeClient:
@@ -38,11 +38,11 @@ LIST = [
 
 
 @pytest.mark.parametrize(("prefix", "expected"), [
-    (None, "NAME      ID              SIZE      MODIFIED     \n"
+    (None, ("NAME      ID              SIZE      MODIFIED     \n"
            "model1    sha256:abc12    1.0 KB    24 hours ago    \n"
-           "model2    sha256:def45    2.0 KB    2 days ago      \n"),
-    ("MODEL1", "NAME      ID              SIZE      MODIFIED     \n"
-               "model1    sha256:abc12    1.0 KB    24 hours ago    \n"),
+           "model2    sha256:def45    2.0 KB    2 days ago      \n")),
+    ("MODEL1", ("NAME      ID              SIZE      MODIFIED     \n"
+               "model1    sha256:abc12    1.0 KB    24 hours ago    \n")),
     ("nothing", "NAME    ID    SIZE    MODIFIED \n"),
 ], ids=["all", "prefix-case-insensitive", "empty"])
 def test_list_table(prefix: str | None, expected: str) -> None:
@@ -50,7 +50,7 @@ def test_list_table(prefix: str | None, expected: str) -> None:
 
 
 def test_ps_table() -> None:
-    now = datetime.now(timezone.utc).timestamp()
+    now = datetime.now(UTC).timestamp()
     ps = [
         {"name": "gemma4:latest", "digest": "c6eb396dbd59aaaa", "size": 9_600_000_000, "size_vram": 9_600_000_000,
          "context_length": 131072, "expires_at": _stamp(timedelta(minutes=2, seconds=30))},
@@ -92,12 +92,12 @@ SHOW_CASES = [
         "details": DETAILS,
         "model_info": {"general.architecture": "test", "general.parameter_count": 7e9,
                        "test.context_length": 0, "test.embedding_length": 0}}, False,
-     "  Model\n"
+     ("  Model\n"
      "    architecture        test    \n"
      "    parameters          7B      \n"
      "    context length      0       \n"
      "    embedding length    0       \n"
-     "    quantization        FP16    \n\n"),
+     "    quantization        FP16    \n\n")),
     ("verbose", {
         "details": {**DETAILS, "parameter_size": "8B"},
         "parameters": "\n\t\t\tstop up",
@@ -105,7 +105,7 @@ SHOW_CASES = [
                        "some.false_bool": False, "test.context_length": 1000, "test.embedding_length": 11434},
         "tensors": [{"name": "blk.0.attn_k.weight", "type": "BF16", "shape": [42, 3117]},
                     {"name": "blk.0.attn_q.weight", "type": "FP16", "shape": [3117, 42]}]}, True,
-     "  Model\n"
+     ("  Model\n"
      "    architecture        test     \n"
      "    parameters          8B       \n"
      "    context length      1000     \n"
@@ -122,36 +122,36 @@ SHOW_CASES = [
      "    test.embedding_length      11434    \n\n"
      "  Tensors\n"
      "    blk.0.attn_k.weight    BF16    [42 3117]    \n"
-     "    blk.0.attn_q.weight    FP16    [3117 42]    \n\n"),
+     "    blk.0.attn_q.weight    FP16    [3117 42]    \n\n")),
     ("parameters", {"details": DETAILS,
                     "parameters": "\n\t\t\tstop never\n\t\t\tstop gonna\n\t\t\tstop give\n"
                                   "\t\t\tstop you\n\t\t\tstop up\n\t\t\ttemperature 99"}, False,
-     "  Model\n    architecture    test    \n    parameters      7B      \n    quantization    FP16    \n\n"
+     ("  Model\n    architecture    test    \n    parameters      7B      \n    quantization    FP16    \n\n"
      "  Parameters\n"
      "    stop           never    \n"
      "    stop           gonna    \n"
      "    stop           give     \n"
      "    stop           you      \n"
      "    stop           up       \n"
-     "    temperature    99       \n\n"),
+     "    temperature    99       \n\n")),
     ("projector", {"details": DETAILS,
                    "projector_info": {"general.architecture": "clip", "general.parameter_count": 133_700_000,
                                       "clip.vision.embedding_length": 0, "clip.vision.projection_dim": 0}}, False,
-     "  Model\n    architecture    test    \n    parameters      7B      \n    quantization    FP16    \n\n"
+     ("  Model\n    architecture    test    \n    parameters      7B      \n    quantization    FP16    \n\n"
      "  Projector\n"
      "    architecture        clip       \n"
      "    parameters          133.70M    \n"
      "    embedding length    0          \n"
-     "    dimensions          0          \n\n"),
+     "    dimensions          0          \n\n")),
     ("system", {"details": DETAILS, "system": "You are a pirate!\nAhoy, matey!\nWeigh anchor!\n\t\t\t"}, False,
-     "  Model\n    architecture    test    \n    parameters      7B      \n    quantization    FP16    \n\n"
-     "  System\n    You are a pirate!    \n    Ahoy, matey!         \n    ...                  \n\n"),
+     ("  Model\n    architecture    test    \n    parameters      7B      \n    quantization    FP16    \n\n"
+     "  System\n    You are a pirate!    \n    Ahoy, matey!         \n    ...                  \n\n")),
     ("license", {"details": DETAILS, "license": "MIT License\nCopyright (c) Ollama\n"}, False,
-     "  Model\n    architecture    test    \n    parameters      7B      \n    quantization    FP16    \n\n"
-     "  License\n    MIT License             \n    Copyright (c) Ollama    \n\n"),
+     ("  Model\n    architecture    test    \n    parameters      7B      \n    quantization    FP16    \n\n"
+     "  License\n    MIT License             \n    Copyright (c) Ollama    \n\n")),
     ("capabilities", {"details": DETAILS, "capabilities": ["completion", "vision"]}, False,
-     "  Model\n    architecture    test    \n    parameters      7B      \n    quantization    FP16    \n\n"
-     "  Capabilities\n    completion    \n    vision        \n\n"),
+     ("  Model\n    architecture    test    \n    parameters      7B      \n    quantization    FP16    \n\n"
+     "  Capabilities\n    completion    \n    vision        \n\n")),
 ]
 
 
