@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mlx_lama.backends.base import Cancelled, TokenStep
+from mlx_lama.backends.threads import clear_thread_streams
 from mlx_lama.engine.params import Options
 
 
@@ -25,7 +26,11 @@ class MlxLmBackend:
             raise FileNotFoundError(f"no MLX model at {path}")
         from mlx_lm import load
 
-        model, tokenizer = load(str(path))
+        try:
+            model, tokenizer = load(str(path))
+        except BaseException:
+            clear_thread_streams()  # the runner thread ends here: leave no MLX streams behind
+            raise
         return MlxLmModel(model, tokenizer)
 
 
@@ -181,5 +186,4 @@ class MlxLmModel:
         # close() is the last MLX call of the model's own thread: destroy the streams that thread
         # made, or their C++ threads abort the process at exit ("terminate called without an
         # active exception", about 9 runs in 10 with two runner threads).
-        if hasattr(mx, "clear_streams"):
-            mx.clear_streams()
+        clear_thread_streams()

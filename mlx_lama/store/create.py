@@ -142,13 +142,14 @@ def _file_layers(store: Store, files: dict[str, str]) -> Iterator[str]:
 def _convert_gguf(store: Store, gguf: Path) -> Iterator[str]:
     """Convert a GGUF file into MLX files stored as blobs. Returns the FILE layers."""
     from mlx_lama.backends.gguf import UnsupportedGGUF, convert_gguf
+    from mlx_lama.backends.threads import run_isolated
 
     yield "parsing GGUF"
     work = Path(tempfile.mkdtemp(prefix=".convert-", dir=store.root))
     try:
         yield "converting model"
         try:
-            convert_gguf(gguf, work / "model")
+            run_isolated(convert_gguf, gguf, work / "model")
         except UnsupportedGGUF as exc:
             raise StoreError(str(exc)) from None
         except ValueError as exc:
@@ -168,6 +169,7 @@ def _convert_gguf(store: Store, gguf: Path) -> Iterator[str]:
 def _quantize(store: Store, files: dict[str, Layer], level: str) -> Iterator[str]:
     """Quantize the model's weights with MLX; returns the new FILE layers."""
     from mlx_lama.backends.quantize import QuantizeError, quantize_dir
+    from mlx_lama.backends.threads import run_isolated
 
     paths = {rel: store.blob_path(layer.digest) for rel, layer in files.items()}
     source = describe(paths, "")["file_type"]
@@ -179,7 +181,7 @@ def _quantize(store: Store, files: dict[str, Layer], level: str) -> Iterator[str
             (src / rel).parent.mkdir(parents=True, exist_ok=True)
             (src / rel).symlink_to(blob)
         try:
-            quantize_dir(src, work / "out", level)
+            run_isolated(quantize_dir, src, work / "out", level)
         except QuantizeError as exc:
             raise StoreError(str(exc)) from None
         layers: dict[str, Layer] = {}

@@ -1,0 +1,42 @@
+"""Running one-off MLX work (conversions, quantization) off the event loop without leaking streams.
+
+MLX creates a stream per thread that uses it; a thread that exits with its streams alive makes
+the process abort at exit ("terminate called without an active exception"). Pool threads live
+until exit, so one-off MLX work gets a fresh thread that clears its streams before it ends.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def clear_thread_streams() -> None:
+    """Destroy the MLX streams of the calling thread (its last MLX call)."""
+    import mlx.core as mx
+
+    if hasattr(mx, "clear_streams"):
+        mx.clear_streams()
+
+
+def run_isolated(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call `fn` on a new thread that cleans up MLX after it; block until done; re-raise errors."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            outcome["error"] = exc
+        finally:
+            clear_thread_streams()
+
+    thread = threading.Thread(target=target, name=f"mlx:{getattr(fn, '__name__', 'work')}")
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]  # type: ignore[no-any-return]
