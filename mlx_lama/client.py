@@ -469,6 +469,13 @@ class Client:
             payload["insecure"] = True
         return self.stream("POST", "/api/pull", payload)
 
+    def import_ollama(self, path: str | None, models: list[str]) -> Stream:
+        """POST /api/import (mlx-lama's own), streamed progress."""
+        payload: dict[str, Any] = {"models": models or None}
+        if path:
+            payload["path"] = path
+        return self.stream("POST", "/api/import", payload)
+
     def create(self, payload: dict[str, Any]) -> Stream:
         """POST /api/create, streamed progress."""
         return self.stream("POST", "/api/create", payload)

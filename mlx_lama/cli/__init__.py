@@ -81,6 +81,12 @@ def _pull(client: Client, a: argparse.Namespace) -> int:
     return 0
 
 
+def _import(client: Client, a: argparse.Namespace) -> None:
+    from mlx_lama.cli.pull import import_with_progress
+
+    import_with_progress(client, a.source, a.models)
+
+
 def _show(client: Client, a: argparse.Namespace) -> None:
     from mlx_lama.cli.commands import SHOW_FIELDS, show
 
@@ -105,7 +111,7 @@ def _simple(client: Client, a: argparse.Namespace) -> None:
 
 # The client verbs: each a function of (client, parsed arguments); an int result is the exit status.
 VERBS: dict[str, Callable[[Client, argparse.Namespace], int | None]] = {
-    "run": _run, "create": _create, "pull": _pull, "show": _show,
+    "run": _run, "create": _create, "pull": _pull, "show": _show, "import": _import,
     "list": _simple, "ls": _simple, "ps": _simple, "cp": _simple, "rm": _simple, "stop": _simple,
 }
 

@@ -148,6 +148,16 @@ def build_parser() -> CliParser:
               description="Remove models: each is unloaded, then deleted with the files no other model uses.")
     p.add_argument("models", metavar="MODEL", nargs="+", help="model names")
 
+    p = _verb(sub, "import", "Import models from an Ollama installation", help_text.CLIENT_ENV,
+              description=(
+                  "Import the models of an existing Ollama installation under the same names: each\n"
+                  "GGUF is converted to MLX, and its template, system message, parameters, messages\n"
+                  "and license are kept. Ollama's files are only read. Models mlx-lama cannot run\n"
+                  "(vision projectors, adapters, unsupported architectures) are skipped with the reason."))
+    p.add_argument("models", metavar="MODEL", nargs="*", help="only these models (default: all)")
+    p.add_argument("--from", dest="source", metavar="DIR",
+                   help="Ollama's models directory, as the server sees it (default ~/.ollama/models)")
+
     _verb(sub, "backends", "List the inference backends and what each supports", "",
           description="List the inference backends mlx-lama knows, whether each is installed, and "
                       "what it supports.")

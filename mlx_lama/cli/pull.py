@@ -73,3 +73,14 @@ def pull_with_progress(client: Client, name: str, insecure: bool = False) -> Non
             renderer.feed(resp)
     finally:
         progress.stop()
+
+
+def import_with_progress(client: Client, path: str | None, models: list[str]) -> None:
+    """Import an Ollama installation, one status line per step (conversions take a while)."""
+    progress = Progress()
+    renderer = PullRenderer(progress)
+    try:
+        for resp in client.import_ollama(path, models):
+            renderer.feed(resp)
+    finally:
+        progress.stop()

@@ -99,3 +99,20 @@ def test_import_of_a_missing_installation_or_model(live_server: LiveServer, tmp_
     resp = httpx.post(f"{live_server.url}/api/import",
                       json={"path": str(ollama_dir), "models": ["qwen9:1b"], "stream": False})
     assert resp.status_code == 404 and "qwen9:1b" in resp.json()["error"]
+
+
+def test_cli_import_reports_each_model(live_server: LiveServer, ollama_dir: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OLLAMA_HOST": live_server.url}
+    out = subprocess.run([sys.executable, "-m", "mlx_lama", "import", "--from", str(ollama_dir),
+                          "llava"], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "skipping llava:latest: vision projectors are not supported yet" in out.stderr
+    assert "imported 0 of 1 models" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "mlx_lama", "import", "--from", str(ollama_dir),
+                          "nope:1b"], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 1
+    assert out.stderr.strip().startswith("Error: not in the Ollama installation")
