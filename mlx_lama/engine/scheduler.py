@@ -9,6 +9,7 @@ the wait queue (OLLAMA_MAX_QUEUE) get Ollama's 503. Knows nothing of HTTP.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -136,7 +137,20 @@ class Scheduler:
             raise LoadError(f"unknown backend {spec.backend!r}")
         runner = self._runner_factory(backend, spec)
         log.info("loading %s from %s", spec.name, spec.path)
-        await runner.start()
+        loading = asyncio.ensure_future(runner.start())
+        try:
+            await asyncio.shield(loading)
+        except asyncio.CancelledError:
+            # The client left mid-load. As Ollama, the load completes and the model stays for its
+            # keep_alive; finishing it under the lock means nobody starts a second copy meanwhile.
+            with contextlib.suppress(Exception):
+                await loading
+            if loading.done() and not loading.cancelled() and loading.exception() is None:
+                self._start_expiry(self._register(spec, runner, keep_alive))
+            raise
+        return self._register(spec, runner, keep_alive)
+
+    def _register(self, spec: LoadSpec, runner: Runner, keep_alive: float | None) -> _Slot:
         slot = _Slot(spec, runner, self._keep(keep_alive))
         self._slots[spec.key] = slot
         return slot
@@ -151,12 +165,17 @@ class Scheduler:
         slot.last_used = time.monotonic()
         slot.expires_at = self._clock() + slot.keep_alive
         if slot.refs == 0 and not slot.unloaded:
-            if slot.keep_alive <= 0:
-                asyncio.get_running_loop().create_task(self._expire(slot))
-            elif math.isfinite(slot.keep_alive):
-                slot.timer = asyncio.get_running_loop().call_later(
-                    slot.keep_alive, lambda: asyncio.ensure_future(self._expire(slot)))
+            self._start_expiry(slot)
         asyncio.get_running_loop().create_task(self._notify())
+
+    def _start_expiry(self, slot: _Slot) -> None:
+        """Unload an idle model now (keep_alive 0) or when its keep_alive runs out."""
+        slot.expires_at = self._clock() + slot.keep_alive
+        if slot.keep_alive <= 0:
+            asyncio.get_running_loop().create_task(self._expire(slot))
+        elif math.isfinite(slot.keep_alive):
+            slot.timer = asyncio.get_running_loop().call_later(
+                slot.keep_alive, lambda: asyncio.ensure_future(self._expire(slot)))
 
     async def _notify(self) -> None:
         async with self._cond:
