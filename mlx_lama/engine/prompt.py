@@ -7,7 +7,7 @@ our Go-template interpreter, a Jinja one by the tokenizer's chat-template machin
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from mlx_lama.api.errors import BadRequest

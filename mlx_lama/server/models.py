@@ -134,22 +134,29 @@ async def post_blob(request: Request) -> Response:
     return Response(status_code=201 if created else 200)
 
 
-async def _progress(stream: bool | None, work: Callable[[], Iterator[str]]) -> Response:
-    """Run a blocking store operation that yields statuses: NDJSON progress, or its last status."""
+async def _statuses(work: Callable[[], Iterator[str]]) -> AsyncIterator[ProgressResponse]:
+    """A blocking store operation's status lines, produced on a worker thread."""
+    try:
+        async for status in in_thread(work):
+            yield ProgressResponse(status=status)
+    except StoreError as exc:
+        raise _store_error(exc) from None
 
-    async def statuses() -> AsyncIterator[ProgressResponse]:
-        try:
-            async for status in in_thread(work):
-                yield ProgressResponse(status=status)
-        except StoreError as exc:
-            raise _store_error(exc) from None
 
-    if stream is False:
-        last = None
-        async for last in statuses():
-            pass
-        return json_response(last)
-    return await ndjson(statuses())
+async def _progress(request: Request, stream: bool | None,
+                    items: AsyncIterator[ProgressResponse]) -> Response:
+    """Progress as NDJSON, or (`stream: false`) only its last line, as Ollama answers both."""
+    if stream is not False:
+        return await ndjson(items)
+
+    async def last() -> ProgressResponse | None:
+        final = None
+        async with contextlib.aclosing(items) as lines:  # type: ignore[type-var]
+            async for line in lines:
+                final = line
+        return final
+
+    return json_response(await unless_disconnected(request, last()))
 
 
 def _license(value: Any) -> list[str]:
@@ -191,7 +198,7 @@ async def create_model(request: Request) -> Response:
         messages=[{"role": m.role, "content": m.content} for m in req.messages] if req.messages else None,
         license=_license(req.license), quantize=quantize)
 
-    return await _progress(req.stream, lambda: create(svc.store, spec))
+    return await _progress(request, req.stream, _statuses(lambda: create(svc.store, spec)))
 
 
 def _template_problem(text: str) -> str | None:
@@ -212,8 +219,8 @@ async def import_ollama(request: Request) -> Response:
     only = [common.parse_model_name(n) for n in req.models] if req.models else None
     root = ollama_dir_from(req.path or None)
 
-    return await _progress(req.stream, lambda: import_models(svc.store, root, only,
-                                                             template_ok=_template_problem))
+    return await _progress(request, req.stream, _statuses(
+        lambda: import_models(svc.store, root, only, template_ok=_template_problem)))
 
 
 async def pull(request: Request) -> Response:
@@ -231,16 +238,7 @@ async def pull(request: Request) -> Response:
             except StoreError as exc:
                 raise _store_error(exc) from None
 
-    if req.stream is False:
-        async def last() -> ProgressResponse | None:
-            message = None
-            async with contextlib.aclosing(progress()) as items:
-                async for message in items:
-                    pass
-            return message
-
-        return json_response(await unless_disconnected(request, last()))
-    return await ndjson(progress())
+    return await _progress(request, req.stream, progress())
 
 
 async def copy(request: Request) -> Response:
