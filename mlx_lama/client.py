@@ -17,6 +17,7 @@ Errors mirror Ollama's Go client (``api/client.go``):
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import socket
@@ -469,7 +470,7 @@ class Client:
             payload["insecure"] = True
         return self.stream("POST", "/api/pull", payload)
 
-    def import_ollama(self, path: str | None, models: list[str]) -> Stream:
+    def import_ollama(self, path: str | None, models: builtins.list[str]) -> Stream:
         """POST /api/import (mlx-lama's own), streamed progress."""
         payload: dict[str, Any] = {"models": models or None}
         if path:

@@ -59,13 +59,12 @@ def _go_type(tp: Any) -> str:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         return _go_type(args[0]) if len(args) == 1 else "interface {}"
     if origin is list:
-        (item,) = typing.get_args(tp) or (Any,)
-        return "[]" + _go_type(item)
+        return "[]" + _go_type((typing.get_args(tp) or (Any,))[0])
     if origin is dict or tp is dict:
         return "map[string]interface {}" if origin is None else "map[string]" + _go_type(
             typing.get_args(tp)[1])
     if dataclasses.is_dataclass(tp):
-        return "api." + tp.__name__
+        return "api." + getattr(tp, "__name__", "")
     return {str: "string", bool: "bool", int: "int", float: "float64"}.get(tp, "interface {}")
 
 
@@ -90,8 +89,8 @@ def decode(cls: type[T], data: Any) -> T:
 def _decode_struct(cls: type[T], data: Any, struct: str, path: str) -> T:
     if not isinstance(data, dict):
         raise WireError(f"json: cannot unmarshal {_json_kind(data)} into Go value of type api.{cls.__name__}")
-    exact, lower = _keys(cls)
-    hints = _hints(cls)
+    exact, lower = _keys(cls)  # type: ignore[arg-type]  # classes are hashable; mypy's type[T] is not
+    hints = _hints(cls)  # type: ignore[arg-type]
     values: dict[str, Any] = {}
     for key, value in data.items():
         f = exact.get(key) or lower.get(key.lower())
@@ -121,15 +120,15 @@ def _decode_value(tp: Any, value: Any, struct: str, path: str) -> Any:
     if origin is list:
         if not isinstance(value, list):
             raise mismatch()
-        (item,) = typing.get_args(tp) or (Any,)
+        item = (typing.get_args(tp) or (Any,))[0]
         return [_decode_value(item, v, struct, path) for v in value if v is not None]
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
             raise mismatch()
-        args = typing.get_args(tp)
-        if not args:
+        key_value = typing.get_args(tp)
+        if not key_value:
             return value
-        return {k: _decode_value(args[1], v, struct, path) for k, v in value.items()}
+        return {k: _decode_value(key_value[1], v, struct, path) for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise mismatch()

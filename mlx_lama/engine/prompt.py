@@ -92,8 +92,8 @@ def _render_go_chat(template: str, messages: list[dict[str, Any]], spec: PromptS
     out = []
     for i, (user, answer) in enumerate(turns):
         last = i == len(turns) - 1
-        data = {"system": system if i == 0 else "", "prompt": user, "tools": spec.tools,
-                "think": spec.think}
+        data: dict[str, Any] = {"system": system if i == 0 else "", "prompt": user,
+                                "tools": spec.tools, "think": spec.think}
         if last:
             out.append(_go_render(template, **data))
         else:

@@ -7,7 +7,7 @@ import contextlib
 import json
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import Any
 
 from starlette.requests import Request
@@ -134,7 +134,7 @@ async def post_blob(request: Request) -> Response:
     return Response(status_code=201 if created else 200)
 
 
-async def _statuses(work: Callable[[], Iterator[str]]) -> AsyncIterator[ProgressResponse]:
+async def _statuses(work: Callable[[], Iterator[str]]) -> AsyncGenerator[ProgressResponse, None]:
     """A blocking store operation's status lines, produced on a worker thread."""
     try:
         async for status in in_thread(work):
@@ -144,14 +144,14 @@ async def _statuses(work: Callable[[], Iterator[str]]) -> AsyncIterator[Progress
 
 
 async def _progress(request: Request, stream: bool | None,
-                    items: AsyncIterator[ProgressResponse]) -> Response:
+                    items: AsyncGenerator[ProgressResponse, None]) -> Response:
     """Progress as NDJSON, or (`stream: false`) only its last line, as Ollama answers both."""
     if stream is not False:
         return await ndjson(items)
 
     async def last() -> ProgressResponse | None:
         final = None
-        async with contextlib.aclosing(items) as lines:  # type: ignore[type-var]
+        async with contextlib.aclosing(items) as lines:
             async for line in lines:
                 final = line
         return final
@@ -229,7 +229,7 @@ async def pull(request: Request) -> Response:
     svc = common.services(request)
     name = common.parse_model_name(req.target)  # 400 `invalid model name` before any byte
 
-    async def progress() -> AsyncIterator[ProgressResponse]:
+    async def progress() -> AsyncGenerator[ProgressResponse, None]:
         # aclosing: a client that leaves closes the pull at once, releasing its downloads.
         async with contextlib.aclosing(pull_model(svc.store, name, endpoint=svc.config.hf_endpoint)) as items:
             try:

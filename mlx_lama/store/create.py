@@ -10,7 +10,7 @@ import hashlib
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -117,7 +117,7 @@ def _digest_of(data: bytes) -> str:
     return f"sha256:{hashlib.sha256(data).hexdigest()}"
 
 
-def _file_layers(store: Store, files: dict[str, str]) -> Iterator[str]:
+def _file_layers(store: Store, files: dict[str, str]) -> Generator[str, None, dict[str, Layer]]:
     """FILE layers for uploaded blobs; a GGUF is converted to MLX first. Returns the layers."""
     checked: dict[str, str] = {}
     for name, digest in files.items():
@@ -139,7 +139,7 @@ def _file_layers(store: Store, files: dict[str, str]) -> Iterator[str]:
     return layers
 
 
-def _convert_gguf(store: Store, gguf: Path) -> Iterator[str]:
+def _convert_gguf(store: Store, gguf: Path) -> Generator[str, None, dict[str, Layer]]:
     """Convert a GGUF file into MLX files stored as blobs. Returns the FILE layers."""
     from mlx_lama.backends.gguf import UnsupportedGGUF, convert_gguf
     from mlx_lama.backends.threads import run_isolated
@@ -166,7 +166,7 @@ def _convert_gguf(store: Store, gguf: Path) -> Iterator[str]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _quantize(store: Store, files: dict[str, Layer], level: str) -> Iterator[str]:
+def _quantize(store: Store, files: dict[str, Layer], level: str) -> Generator[str, None, dict[str, Layer]]:
     """Quantize the model's weights with MLX; returns the new FILE layers."""
     from mlx_lama.backends.quantize import QuantizeError, quantize_dir
     from mlx_lama.backends.threads import run_isolated

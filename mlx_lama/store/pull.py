@@ -37,7 +37,7 @@ import logging
 import os
 import shutil
 import weakref
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -474,7 +474,7 @@ def _publish(store: Store, name: Name, files: list[RemoteFile], backend: str) ->
 
 
 async def pull(store: Store, name: Name, *, endpoint: str,
-               token: str | None = None) -> AsyncIterator[ProgressResponse]:
+               token: str | None = None) -> AsyncGenerator[ProgressResponse, None]:
     """Pull `name` into `store` from the hub at `endpoint`, yielding Ollama's progress messages.
 
     Raises PullError (after `pulling manifest` was yielded) when the model cannot be pulled; on

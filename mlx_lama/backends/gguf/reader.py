@@ -135,7 +135,7 @@ class _GGUFFile:
                 return []
             return [self._string() for _ in range(count)]
         if etype == _TYPE_ARRAY:
-            values = [
+            values: list[Any] = [
                 self._array(self._unpack("<I"), self._unpack("<Q"), max_array) for _ in range(count)
             ]
             return [] if skip else values

@@ -268,10 +268,10 @@ def _build_tokenizer(kv: dict[str, Any]) -> _TokenizerBundle:
         # Lists, not template strings: a token text could contain spaces or "$".
         specials: dict[str, int] = {}
         first, second = ["$A"], ["$B:1"]
-        if add_bos and bos:
+        if add_bos and bos and bos_id is not None:  # bos is set only when bos_id is
             first, second = [bos, *first], [f"{bos}:1", *second]
             specials[bos] = int(bos_id)
-        if add_eos and eos:
+        if add_eos and eos and eos_id is not None:  # eos is set only when eos_id is
             first, second = [*first, eos], [*second, f"{eos}:1"]
             specials[eos] = int(eos_id)
         post.append(
@@ -307,9 +307,9 @@ def _build_tokenizer(kv: dict[str, Any]) -> _TokenizerBundle:
         ("unk_token", unk_id),
         ("pad_token", pad_id),
     ):
-        text = _token_text(tokens, idx)
-        if text is not None:
-            tcfg[key] = text
+        special_text = _token_text(tokens, idx)
+        if special_text is not None:
+            tcfg[key] = special_text
     template = kv.get("tokenizer.chat_template")
     if template:
         tcfg["chat_template"] = template

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Mapping
+from typing import Any, Mapping, NoReturn
 
 from mlx_lama.engine.gotemplate.funcs import _FUNCS, _FuncError
 from mlx_lama.engine.gotemplate.gofmt import Struct, _fmt_v, _go_type, _sorted, _truth
@@ -40,9 +40,11 @@ class _Exec:
     """One render: walks the AST; ``vars`` is Go's push-down variable stack."""
 
     def __init__(self, src: str, data: Any) -> None:
-        self.src, self.vars, self.out = src, [["$", data]], []
+        self.src = src
+        self.vars: list[list[Any]] = [["$", data]]
+        self.out: list[str] = []
 
-    def fail(self, node: Any, msg: str) -> None:
+    def fail(self, node: Any, msg: str) -> NoReturn:
         raise TemplateError(f"template: {_where(self.src, node.pos)}: executing at <{node.text}>: {msg}")
 
     def walk(self, nodes: list, dot: Any) -> None:

@@ -70,7 +70,13 @@ def _lex(src: str) -> list[_Tok]:
 
     def right(k: int) -> int:  # position after a right delimiter at k (0 if none); " -}}" eats what follows
         m = _RIGHT.match(src, k)
-        return 0 if not m else _SKIP_SPACE.match(src, m.end()).end() if len(m.group()) == 4 else m.end()
+        if not m:
+            return 0
+        if len(m.group()) != 4:
+            return m.end()
+        sp = _SKIP_SPACE.match(src, m.end())
+        assert sp is not None  # [ \t\r\n]* always matches
+        return sp.end()
 
     while i < n:
         j = src.find("{{", i)

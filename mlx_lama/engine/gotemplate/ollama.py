@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from mlx_lama.engine.gotemplate.execute import Template, parse
 from mlx_lama.engine.gotemplate.funcs import _ts_type
@@ -21,7 +21,7 @@ def _arguments(a: Any) -> JSONMap:
     return JSONMap(a if isinstance(a, Mapping) else {})
 
 
-def template_messages(messages: list[Mapping[str, Any]]) -> list[Struct]:
+def template_messages(messages: Sequence[Mapping[str, Any]]) -> list[Struct]:
     """API message dicts -> Ollama's templateMessage (.Role .Content .Thinking .ToolCalls ...)."""
     out = []
     for m in messages:
@@ -51,7 +51,7 @@ def _property(p: Mapping[str, Any]) -> Struct:
     return prop
 
 
-def template_tools(tools: list[Mapping[str, Any]]) -> JSONList:
+def template_tools(tools: Sequence[Mapping[str, Any]]) -> JSONList:
     """API tool dicts -> Ollama's templateTools (prints as JSON; .Function.Parameters.Properties is a map)."""
     out = JSONList()
     for t in tools:
@@ -76,7 +76,8 @@ def template_tools(tools: list[Mapping[str, Any]]) -> JSONList:
 
 def _collate(messages: list[Mapping[str, Any]]) -> tuple[str, list[dict]]:
     """Ollama's collate: merge consecutive same-role messages (except tool results), gather system text."""
-    system, out = [], []
+    system: list[str] = []
+    out: list[dict[str, Any]] = []
     for m in messages:
         m = dict(m, role=str(m.get("role") or "").lower())
         if m["role"] == "system":

@@ -73,7 +73,7 @@ class _Parser:
 
     def item_list(self, top: bool = False) -> tuple[list, _Jump]:
         """Nodes up to the {{end}}/{{else}} that closes the current block (or EOF at top level)."""
-        nodes = []
+        nodes: list[Any] = []
         while self.peek().kind != "eof":
             n = self.text_or_action()
             if isinstance(n, _Jump) and n.kind in ("end", "else"):
@@ -180,10 +180,10 @@ class _Parser:
         node = self.term()
         if node is None or self.peek().kind != "field":
             return node
-        fields = []
+        field_list = []
         while self.peek().kind == "field":
-            fields.append(self.next().val)
-        text, fields = self.span(node.pos), tuple(fields)
+            field_list.append(self.next().val)
+        text, fields = self.span(node.pos), tuple(field_list)
         if isinstance(node, _Field):
             return _Field(node.pos, node.names + fields, text)
         if isinstance(node, _Var):
