@@ -139,6 +139,18 @@ def _file_layers(store: Store, files: dict[str, str]) -> Generator[str, None, di
     return layers
 
 
+def _store_dir(store: Store, directory: Path) -> Generator[str, None, dict[str, Layer]]:
+    """Store every file of a freshly written model directory as blobs; returns FILE layers."""
+    layers: dict[str, Layer] = {}
+    for path in sorted(directory.rglob("*")):
+        if path.is_file():
+            rel = path.relative_to(directory).as_posix()
+            layer = store.put_file(path)
+            yield f"creating new layer {layer.digest}"
+            layers[rel] = Layer(mf.FILE, layer.digest, layer.size, rel)
+    return layers
+
+
 def _convert_gguf(store: Store, gguf: Path) -> Generator[str, None, dict[str, Layer]]:
     """Convert a GGUF file into MLX files stored as blobs. Returns the FILE layers."""
     from mlx_lama.backends.gguf import UnsupportedGGUF, convert_gguf
@@ -154,14 +166,7 @@ def _convert_gguf(store: Store, gguf: Path) -> Generator[str, None, dict[str, La
             raise StoreError(str(exc)) from None
         except ValueError as exc:
             raise StoreError(f"supplied file was not in GGUF format: {exc}") from None
-        layers: dict[str, Layer] = {}
-        for path in sorted((work / "model").rglob("*")):
-            if path.is_file():
-                rel = path.relative_to(work / "model").as_posix()
-                layer = store.put_file(path)
-                yield f"creating new layer {layer.digest}"
-                layers[rel] = Layer(mf.FILE, layer.digest, layer.size, rel)
-        return layers
+        return (yield from _store_dir(store, work / "model"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -184,13 +189,6 @@ def _quantize(store: Store, files: dict[str, Layer], level: str) -> Generator[st
             run_isolated(quantize_dir, src, work / "out", level)
         except QuantizeError as exc:
             raise StoreError(str(exc)) from None
-        layers: dict[str, Layer] = {}
-        for path in sorted((work / "out").rglob("*")):
-            if path.is_file():
-                rel = path.relative_to(work / "out").as_posix()
-                layer = store.put_file(path)
-                yield f"creating new layer {layer.digest}"
-                layers[rel] = Layer(mf.FILE, layer.digest, layer.size, rel)
-        return layers
+        return (yield from _store_dir(store, work / "out"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
