@@ -71,7 +71,7 @@ def test_list(server: LiveServer) -> None:
     assert set(rows) == {*MODELS.values(), "tiny-short:latest", "qwen-short:latest"}
     for line in lines[1:]:
         assert re.fullmatch(r"\S+ {4,}[0-9a-f]{12} {4}\d+(\.\d)? [KMG]?B {4,}"
-                            r"(Less than a second|\d+ seconds|About a minute|\d+ minutes) ago {4,}", line), line
+                            r"(Less than a second|1 second|\d+ seconds|About a minute|\d+ minutes) ago {4,}", line), line
     # Columns line up: every row is as wide as the others.
     assert len({len(line) for line in lines[1:]}) == 1
     r = cli(server, "ls", "TINY-LLAMA")
