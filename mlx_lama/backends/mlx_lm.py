@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mlx_lama.backends.base import Cancelled, TokenStep
+from mlx_lama.backends.mlx_batch import MlxBatch
 from mlx_lama.backends.threads import clear_thread_streams
 from mlx_lama.engine.params import Options
 
@@ -168,6 +169,16 @@ class MlxLmModel:
                     return
         finally:
             stream.close()
+
+    def batch(self, *, max_sequences: int, cache_bytes: int) -> MlxBatch | None:
+        """A continuous batch for this model, or None when its caches cannot be merged (some
+        recurrent or sliding-window architectures): those are served one request at a time."""
+        from mlx_lm.models.cache import make_prompt_cache
+
+        if not all(hasattr(c, "merge") for c in make_prompt_cache(self.model)):
+            return None
+        return MlxBatch(self.model, self.tokenizer, max_sequences=max_sequences,
+                        cache_bytes=cache_bytes)
 
     def memory_bytes(self) -> int:
         """Bytes of all weight arrays."""
