@@ -46,6 +46,7 @@ class Runner:
         # Prompt tokens really evaluated (a reused cache prefix is not): for tests, not the wire.
         self.prompt_tokens_evaluated = 0
         self.batch: Batch | None = None
+        self.batch_loop: BatchLoop | None = None
         self.memory_bytes = 0
         self._jobs: queue.Queue[tuple[GenJob, Emit, threading.Event] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._main, name=f"runner:{label}", daemon=True)
@@ -120,7 +121,8 @@ class Runner:
             log.exception("cannot batch %s", self.label)
         if self.batch is not None:
             try:
-                BatchLoop(self, self.batch, self._jobs).run()
+                self.batch_loop = BatchLoop(self, self.batch, self._jobs)
+                self.batch_loop.run()
             finally:
                 self.batch.close()
         else:

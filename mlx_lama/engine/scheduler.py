@@ -84,10 +84,12 @@ class Scheduler:
         return Runner(backend, spec.path, spec.name, num_parallel=self.config.num_parallel,
                       prompt_cache_bytes=self.config.prompt_cache_bytes)
 
-    def runner(self, key: str) -> Runner | None:
-        """The runner of a loaded model (tests inspect its batch and counters)."""
-        slot = self._slots.get(key)
-        return slot.runner if slot else None
+    def runner(self, name: str) -> Runner | None:
+        """The runner of a loaded model, by key or display name (tests inspect its batch)."""
+        for key, slot in self._slots.items():
+            if name in (key, slot.spec.name):
+                return slot.runner
+        return None
 
     # ------------------------------------------------------------ requests
 
