@@ -33,8 +33,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mlx_lama.config import Config  # noqa: E402
-from tests.support.server import LiveServer, free_port, import_model  # noqa: E402
+from mlx_lama.config import Config
+from tests.support.server import LiveServer, free_port, import_model
 
 LEVELS = (1, 2, 4, 8)
 HISTORIES = (500, 1000, 2000)
@@ -145,9 +145,9 @@ def mlx_lm_server(model: Path, n: int, runs: int) -> dict[int, float]:
         proc.wait(30)
 
 
-def _history(target: int, words_per_token: float = 0.6) -> list[dict[str, str]]:
+def _history(target: int, words_per_token: float = 0.8) -> list[dict[str, str]]:
     """Alternating turns of filler text, about `target` tokens long in all."""
-    words = "the quick brown fox jumps over a lazy dog while seven wise owls count stars".split()
+    words = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "seven", "wise", "owls", "count", "stars"]
     turn = " ".join(words[i % len(words)] for i in range(60))
     msgs: list[dict[str, str]] = [{"role": "system", "content": "You are a helpful assistant."}]
     per_turn = int(60 / words_per_token)

@@ -35,6 +35,13 @@ class MlxLmBackend:
         return MlxLmModel(model, tokenizer)
 
 
+def _greedy(logprobs: Any) -> Any:
+    """Argmax. One shared function: a batch whose sequences all share it samples in one call."""
+    import mlx.core as mx
+
+    return mx.argmax(logprobs, axis=-1)
+
+
 def _sampler(opts: Options) -> Callable[[Any], Any]:
     """A sampler honouring temperature, top_k, top_p, min_p and seed.
 
@@ -46,7 +53,7 @@ def _sampler(opts: Options) -> Callable[[Any], Any]:
     from mlx_lm.sample_utils import apply_min_p, apply_top_k, apply_top_p
 
     if opts.temperature <= 0:
-        return lambda logprobs: mx.argmax(logprobs, axis=-1)
+        return _greedy
     filters: list[Callable[[Any], Any]] = []
     if 0 < opts.typical_p < 1.0:
         filters.append(lambda x: _apply_typical(x, opts.typical_p))

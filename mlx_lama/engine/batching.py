@@ -93,7 +93,7 @@ class BatchLoop:
                 self.runner.prompt_tokens_evaluated += evaluated
                 seq.start = _now()
                 self.running[uid] = seq
-            except Exception as exc:  # noqa: BLE001 - surfaced to that client only
+            except Exception as exc:
                 if not isinstance(exc, (ApiError, Cancelled)):
                     log.exception("generation failed on %s", self.runner.label)
                 _fail(emit, exc)
@@ -107,7 +107,7 @@ class BatchLoop:
     def _step(self) -> None:
         try:
             tokens = self.batch.step()
-        except Exception as exc:  # noqa: BLE001 - the batch is unusable: fail its sequences
+        except Exception as exc:
             log.exception("batch step failed on %s", self.runner.label)
             for uid, seq in list(self.running.items()):
                 self.batch.remove(uid)
@@ -115,9 +115,10 @@ class BatchLoop:
             self.running.clear()
             return
         for t in tokens:
-            seq = self.running.get(t.uid)
-            if seq is None:
+            found = self.running.get(t.uid)
+            if found is None:
                 continue
+            seq = found
             hit = seq.feed(t.token, t.text, t.finish_reason)
             if hit:
                 self.batch.remove(t.uid, keep_cache=True)

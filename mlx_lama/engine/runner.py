@@ -13,15 +13,14 @@ import asyncio
 import logging
 import queue
 import threading
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from mlx_lama.api.errors import ApiError
 from mlx_lama.backends.base import Backend, Batch, Cancelled, LoadedModel
-from mlx_lama.engine.batching import BatchLoop
 from mlx_lama.engine import prompt as prompting
+from mlx_lama.engine.batching import BatchLoop
 from mlx_lama.engine.params import GenJob, Step
 from mlx_lama.engine.sequence import Emit, Plan, SeqStream
 
@@ -108,7 +107,7 @@ class Runner:
         try:
             self._model = self.backend.load(self.path)
             self.memory_bytes = self._model.memory_bytes()
-        except Exception as exc:  # noqa: BLE001 - any load failure is reported to the waiter
+        except Exception as exc:
             log.exception("loading %s failed", self.label)
             self._resolve_loaded(LoadError(f"failed to load model {self.label}: {exc}"))
             self._drain()
@@ -117,7 +116,7 @@ class Runner:
         try:
             self.batch = self._model.batch(max_sequences=self.num_parallel,
                                            cache_bytes=self.prompt_cache_bytes)
-        except Exception:  # noqa: BLE001 - the serial path still serves the model
+        except Exception:
             log.exception("cannot batch %s", self.label)
         if self.batch is not None:
             try:
@@ -143,7 +142,7 @@ class Runner:
                 pass
             except ApiError as exc:
                 emit(exc)
-            except Exception as exc:  # noqa: BLE001 - surfaced to the client as an error line
+            except Exception as exc:
                 log.exception("generation failed on %s", self.label)
                 emit(ApiError(str(exc) or type(exc).__name__))
 
