@@ -59,12 +59,13 @@ class BatchLoop:
                 self._step()
 
     def _take_jobs(self) -> None:
+        if self.stopping:  # jobs after the stop marker are failed by the runner's drain
+            return
         idle = not self.running and not self.waiting
         try:
-            item = self.jobs.get() if idle and not self.stopping else self.jobs.get_nowait()
+            item = self.jobs.get() if idle else self.jobs.get_nowait()
             while True:
                 if item is None:
-                    # Later jobs are failed by the runner's drain once this loop returns.
                     self.stopping = True
                     return
                 self.waiting.append(item)

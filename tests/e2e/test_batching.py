@@ -185,3 +185,41 @@ def test_fifty_clients_leaving_at_random_leak_nothing(make_server: Callable[...,
 
     final = asyncio.run(asyncio.wait_for(scenario(), 180))
     assert final["done"] is True and final["eval_count"] == 5
+
+
+def test_stop_strings_inside_a_batch_never_leak(make_server: Callable[..., LiveServer]) -> None:
+    s = make_server(num_parallel=4)
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(timeout=60) as client:
+            full = [(await generate(client, s.url, gen_body(p, 30)))["response"] for p, _ in GREEDY]
+            # A stop string from the middle of each answer: the text must end right before it.
+            stops = [text[len(text) // 2:len(text) // 2 + 3] for text in full]
+            cut = await asyncio.gather(*(generate(client, s.url, gen_body(p, 30, stop=[stop]))
+                                         for (p, _), stop in zip(GREEDY, stops)))
+            for text, stop, r in zip(full, stops, cut):
+                assert r["response"] == text[:text.find(stop)]
+                assert r["done_reason"] == "stop"
+
+    asyncio.run(asyncio.wait_for(scenario(), 120))
+
+
+def test_models_that_cannot_batch_are_served_one_at_a_time(
+        make_server: Callable[..., LiveServer], monkeypatch: Any) -> None:
+    """The serial fallback (caches without `merge`): same greedy answers, concurrency still works."""
+    from mlx_lama.backends.mlx_lm import MlxLmModel
+
+    batched = make_server()
+    monkeypatch.setattr(MlxLmModel, "batch", lambda self, **_: None)
+    serial = make_server()
+
+    async def answers(server: LiveServer) -> list[str]:
+        async with httpx.AsyncClient(timeout=60) as client:
+            results = await asyncio.gather(*(generate(client, server.url, gen_body(p, n))
+                                             for p, n in GREEDY))
+            return [r["response"] for r in results]
+
+    assert asyncio.run(asyncio.wait_for(answers(serial), 120)) == \
+        asyncio.run(asyncio.wait_for(answers(batched), 120))
+    runner = serial.scheduler.runner(LLAMA)
+    assert runner is not None and runner.batch is None
