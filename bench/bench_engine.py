@@ -163,7 +163,7 @@ def mlx_lm_server(model: Path) -> Server:
 def _history(target: int, tokens_per_turn: int = 135) -> list[dict[str, str]]:
     """Alternating user/assistant turns of filler text, about `target` tokens in all (a turn is
     about 135 tokens with the tiny model's tokenizer; the figures print the real prompt size)."""
-    words = "the quick brown fox jumps over a lazy dog while seven wise owls count stars".split()
+    words = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "seven", "wise", "owls", "count", "stars"]
     turn = " ".join(words[i % len(words)] for i in range(60))
     msgs: list[dict[str, str]] = [{"role": "system", "content": "You are a helpful assistant."}]
     turns = max(2, round(target / tokens_per_turn))
