@@ -223,3 +223,30 @@ def test_models_that_cannot_batch_are_served_one_at_a_time(
         asyncio.run(asyncio.wait_for(answers(batched), 120))
     runner = serial.scheduler.runner(LLAMA)
     assert runner is not None and runner.batch is None
+
+
+def test_a_waiting_request_whose_client_left_never_runs(make_server: Callable[..., LiveServer]) -> None:
+    s = make_server(num_parallel=1)
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(timeout=60) as client:
+            endless = {"model": LLAMA, "prompt": "hello", "options": {"temperature": 0}}
+            async with client.stream("POST", s.url + "/api/generate", json=endless) as ra:
+                lines = ra.aiter_lines()
+                assert json.loads(await lines.__anext__())["done"] is False
+                runner = runner_of(s)
+                before = runner.prompt_tokens_evaluated
+                waiting = asyncio.ensure_future(generate(client, s.url, gen_body("never run", 4)))
+                deadline = time.monotonic() + 10
+                while not runner.batch_loop.waiting and time.monotonic() < deadline:
+                    await asyncio.sleep(0.02)
+                assert len(runner.batch_loop.waiting) == 1
+                waiting.cancel()  # the client goes away while its request waits
+                await asyncio.sleep(0.3)
+            deadline = time.monotonic() + 10
+            while (runner.batch.active or s.scheduler._inflight) and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            assert runner.prompt_tokens_evaluated == before  # nothing of it was evaluated
+            assert runner.batch.active == 0 and not runner.batch_loop.running
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
