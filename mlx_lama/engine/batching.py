@@ -8,6 +8,7 @@ wait here in arrival order, and one whose client left while waiting never runs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -94,7 +95,7 @@ class BatchLoop:
                 self.runner.prompt_tokens_evaluated += evaluated
                 seq.start = _now()
                 self.running[uid] = seq
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - surfaced to that client only
                 if not isinstance(exc, (ApiError, Cancelled)):
                     log.exception("generation failed on %s", self.runner.label)
                 _fail(emit, exc)
@@ -108,10 +109,11 @@ class BatchLoop:
     def _step(self) -> None:
         try:
             tokens = self.batch.step()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the batch is unusable: fail its sequences
             log.exception("batch step failed on %s", self.runner.label)
             for uid, seq in list(self.running.items()):
-                self.batch.remove(uid)
+                with contextlib.suppress(Exception):
+                    self.batch.remove(uid)
                 _fail(seq.emit, exc)
             self.running.clear()
             return

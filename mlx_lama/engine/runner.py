@@ -27,7 +27,6 @@ from mlx_lama.engine.sequence import Emit, Plan, SeqStream
 log = logging.getLogger("mlx_lama.runner")
 
 
-
 class LoadError(ApiError):
     """The model could not be loaded (500, as Ollama's runner failures)."""
 
@@ -107,7 +106,7 @@ class Runner:
         try:
             self._model = self.backend.load(self.path)
             self.memory_bytes = self._model.memory_bytes()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any load failure is reported to the waiter
             log.exception("loading %s failed", self.label)
             self._resolve_loaded(LoadError(f"failed to load model {self.label}: {exc}"))
             self._drain()
@@ -116,7 +115,7 @@ class Runner:
         try:
             self.batch = self._model.batch(max_sequences=self.num_parallel,
                                            cache_bytes=self.prompt_cache_bytes)
-        except Exception:
+        except Exception:  # noqa: BLE001 - the serial path can still serve the model
             log.exception("cannot batch %s", self.label)
         if self.batch is not None:
             try:
@@ -142,7 +141,7 @@ class Runner:
                 pass
             except ApiError as exc:
                 emit(exc)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - surfaced to the client as an error line
                 log.exception("generation failed on %s", self.label)
                 emit(ApiError(str(exc) or type(exc).__name__))
 
