@@ -17,6 +17,8 @@ from mlx_lama.hostaddr import HostAddr, parse_host
 DEFAULT_KEEP_ALIVE = 300.0  # 5m, as Ollama
 DEFAULT_MAX_LOADED = 3  # Ollama: 3 x GPUs; unified memory counts as one
 DEFAULT_MAX_QUEUE = 512
+DEFAULT_NUM_PARALLEL = 4
+DEFAULT_PROMPT_CACHE_BYTES = 512 * 1024 * 1024
 DEFAULT_CONTEXT_LENGTH = 4096
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 
@@ -55,7 +57,13 @@ class Config:
     keep_alive: float = DEFAULT_KEEP_ALIVE  # seconds; math.inf = forever; 0 = unload after use
     max_loaded_models: int = DEFAULT_MAX_LOADED
     max_queue: int = DEFAULT_MAX_QUEUE
-    num_parallel: int = 1
+    # Sequences decoded together per model (continuous batching). Ollama defaults to 1, but batching
+    # is why this server exists: on the tiny model 4 sequences give about 2x the aggregate tok/s of
+    # one while each still streams at half speed or better; more mostly adds latency on 2 cores.
+    num_parallel: int = DEFAULT_NUM_PARALLEL
+    # Byte budget of each model's stored prompt caches (KV of earlier requests, reused for shared
+    # prefixes); least recently used entries go first; 0 turns reuse off.
+    prompt_cache_bytes: int = DEFAULT_PROMPT_CACHE_BYTES
     context_length: int = DEFAULT_CONTEXT_LENGTH
     origins: tuple[str, ...] = ()
     debug: bool = False
@@ -86,7 +94,9 @@ class Config:
             keep_alive=keep_alive,
             max_loaded_models=max_loaded if max_loaded > 0 else DEFAULT_MAX_LOADED,
             max_queue=max(1, _int(env, "OLLAMA_MAX_QUEUE", DEFAULT_MAX_QUEUE)),
-            num_parallel=max(1, _int(env, "OLLAMA_NUM_PARALLEL", 1)),
+            num_parallel=max(1, _int(env, "OLLAMA_NUM_PARALLEL", DEFAULT_NUM_PARALLEL)),
+            prompt_cache_bytes=max(0, _int(env, "MLX_LAMA_PROMPT_CACHE_BYTES",
+                                           DEFAULT_PROMPT_CACHE_BYTES)),
             context_length=context if context > 0 else DEFAULT_CONTEXT_LENGTH,
             origins=origins,
             debug=_bool(env, "OLLAMA_DEBUG"),

@@ -27,6 +27,40 @@ class TokenStep:
     finish_reason: str | None = None  # "stop" (end of sequence) | "length" | None
 
 
+@dataclass
+class BatchToken:
+    """One sequence's token from a batch step; `text` is what it completes (may be empty)."""
+
+    uid: int
+    token: int
+    text: str
+    finish_reason: str | None = None  # "stop" (end of sequence) | "length" | None
+
+
+class Batch(Protocol):
+    """Sequences of one model decoded together (continuous batching), with prompt-cache reuse."""
+
+    @property
+    def active(self) -> int:
+        """Sequences inserted and not yet finished or removed."""
+
+    @property
+    def cache_entries(self) -> int:
+        """Prompt caches held for reuse."""
+
+    def insert(self, ids: list[int], opts: Options, max_tokens: int) -> tuple[int, int]:
+        """Add a sequence; returns its uid and how many prompt tokens will really be evaluated."""
+
+    def step(self) -> list[BatchToken]:
+        """Advance every sequence by one step (a prefill chunk or one token)."""
+
+    def remove(self, uid: int, *, keep_cache: bool = False) -> None:
+        """Drop a sequence now, keeping its KV cache for reuse if asked."""
+
+    def close(self) -> None:
+        """Free every sequence and stored cache."""
+
+
 class LoadedModel(Protocol):
     """A model in memory, driven from its runner thread."""
 
@@ -51,6 +85,9 @@ class LoadedModel(Protocol):
     def generate(self, ids: list[int], opts: Options, *, max_tokens: int, max_kv_size: int | None,
                  cancelled: Callable[[], bool]) -> Iterator[TokenStep]:
         """Generate from prompt ids; stops early (raising Cancelled or returning) once cancelled()."""
+
+    def batch(self, *, max_sequences: int, cache_bytes: int) -> Batch | None:
+        """A continuous batch over this model, or None if it can only serve one request at a time."""
 
     def memory_bytes(self) -> int:
         """Bytes the weights occupy."""

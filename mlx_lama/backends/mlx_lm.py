@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mlx_lama.backends.base import Cancelled, TokenStep
+from mlx_lama.backends.mlx_batch import MlxBatch
 from mlx_lama.backends.threads import clear_thread_streams
 from mlx_lama.engine.params import Options
 
@@ -34,6 +35,13 @@ class MlxLmBackend:
         return MlxLmModel(model, tokenizer)
 
 
+def _greedy(logprobs: Any) -> Any:
+    """Argmax. One shared function: a batch whose sequences all share it samples in one call."""
+    import mlx.core as mx
+
+    return mx.argmax(logprobs, axis=-1)
+
+
 def _sampler(opts: Options) -> Callable[[Any], Any]:
     """A sampler honouring temperature, top_k, top_p, min_p and seed.
 
@@ -45,7 +53,7 @@ def _sampler(opts: Options) -> Callable[[Any], Any]:
     from mlx_lm.sample_utils import apply_min_p, apply_top_k, apply_top_p
 
     if opts.temperature <= 0:
-        return lambda logprobs: mx.argmax(logprobs, axis=-1)
+        return _greedy
     filters: list[Callable[[Any], Any]] = []
     if 0 < opts.typical_p < 1.0:
         filters.append(lambda x: _apply_typical(x, opts.typical_p))
@@ -168,6 +176,16 @@ class MlxLmModel:
                     return
         finally:
             stream.close()
+
+    def batch(self, *, max_sequences: int, cache_bytes: int) -> MlxBatch | None:
+        """A continuous batch for this model, or None when its caches cannot be merged (some
+        recurrent or sliding-window architectures): those are served one request at a time."""
+        from mlx_lm.models.cache import make_prompt_cache
+
+        if not all(hasattr(c, "merge") for c in make_prompt_cache(self.model)):
+            return None
+        return MlxBatch(self.model, self.tokenizer, max_sequences=max_sequences,
+                        cache_bytes=cache_bytes)
 
     def memory_bytes(self) -> int:
         """Bytes of all weight arrays."""

@@ -3,7 +3,8 @@
 MLX's generation stream is thread-local and threads racing on MLX crashed at exit in our trials,
 so the runner's thread loads the model, runs every job and frees the model. The event loop never
 touches MLX: it awaits an asyncio queue that the thread feeds with `call_soon_threadsafe`.
-Jobs run one at a time in arrival order (batching is the engine issue's work).
+Models whose caches can be merged run their jobs in a continuous batch (engine/batching.py);
+the others run them one at a time in arrival order with `stream_generate`.
 """
 
 from __future__ import annotations
@@ -12,21 +13,18 @@ import asyncio
 import logging
 import queue
 import threading
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from mlx_lama.api.errors import ApiError
-from mlx_lama.backends.base import Backend, Cancelled, LoadedModel
+from mlx_lama.backends.base import Backend, Batch, Cancelled, LoadedModel
 from mlx_lama.engine import prompt as prompting
+from mlx_lama.engine.batching import BatchLoop
 from mlx_lama.engine.params import GenJob, Step
-from mlx_lama.engine.stops import StopMatcher
-from mlx_lama.engine.thinking import ThinkSplitter
+from mlx_lama.engine.sequence import Emit, Plan, SeqStream
 
 log = logging.getLogger("mlx_lama.runner")
-
-Emit = Callable[[Any], None]
 
 
 class LoadError(ApiError):
@@ -36,10 +34,17 @@ class LoadError(ApiError):
 class Runner:
     """A model in memory and its thread."""
 
-    def __init__(self, backend: Backend, path: Path, label: str) -> None:
+    def __init__(self, backend: Backend, path: Path, label: str, *, num_parallel: int = 1,
+                 prompt_cache_bytes: int = 0) -> None:
         self.backend = backend
         self.path = path
         self.label = label
+        self.num_parallel = max(1, num_parallel)
+        self.prompt_cache_bytes = prompt_cache_bytes
+        # Prompt tokens really evaluated (a reused cache prefix is not): for tests, not the wire.
+        self.prompt_tokens_evaluated = 0
+        self.batch: Batch | None = None
+        self.batch_loop: BatchLoop | None = None
         self.memory_bytes = 0
         self._jobs: queue.Queue[tuple[GenJob, Emit, threading.Event] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._main, name=f"runner:{label}", daemon=True)
@@ -107,6 +112,25 @@ class Runner:
             self._drain()
             return
         self._resolve_loaded(None)
+        try:
+            self.batch = self._model.batch(max_sequences=self.num_parallel,
+                                           cache_bytes=self.prompt_cache_bytes)
+        except Exception:  # noqa: BLE001 - the serial path can still serve the model
+            log.exception("cannot batch %s", self.label)
+        if self.batch is not None:
+            try:
+                self.batch_loop = BatchLoop(self, self.batch, self._jobs)
+                self.batch_loop.run()
+            finally:
+                self.batch.close()
+        else:
+            log.info("%s: its caches cannot be batched; serving one request at a time", self.label)
+            self._serve_serially()
+        model, self._model = self._model, None
+        model.close()
+        self._drain()
+
+    def _serve_serially(self) -> None:
         while (item := self._jobs.get()) is not None:
             job, emit, cancel = item
             if cancel.is_set():  # the client left while the job was queued
@@ -120,9 +144,6 @@ class Runner:
             except Exception as exc:  # noqa: BLE001 - surfaced to the client as an error line
                 log.exception("generation failed on %s", self.label)
                 emit(ApiError(str(exc) or type(exc).__name__))
-        model, self._model = self._model, None
-        model.close()
-        self._drain()
 
     def _resolve_loaded(self, error: BaseException | None) -> None:
         assert self._loop is not None and self._loaded is not None
@@ -146,14 +167,16 @@ class Runner:
             if item is not None:
                 item[1](ApiError("model was unloaded"))
 
-    def _run(self, job: GenJob, emit: Emit, cancel: threading.Event) -> None:
+    def _plan(self, job: GenJob, emit: Emit) -> Plan | None:
+        """Render the prompt and settle the token limit; answers at once (returning None) for
+        render-only jobs and prompts that leave no room to generate."""
         model = self._model
         assert model is not None
         opts = job.options
         prompt = prompting.render(job.spec, model, job.prompting, opts)
         if job.render_only:
             emit(Step(done=True, done_reason="stop", rendered=prompt.text))
-            return
+            return None
         ids = prompt.ids
         room = opts.num_ctx - len(ids)
         limit = opts.num_predict if opts.num_predict >= 0 else None
@@ -165,41 +188,32 @@ class Runner:
             shift_window = opts.num_ctx
         if limit is not None and limit <= 0:
             emit(Step(done=True, done_reason="length", prompt_eval_count=len(ids)))
-            return
+            return None
+        return Plan(job, prompt, limit, shift_window)
 
-        stops = StopMatcher(opts.stop)
-        splitter = ThinkSplitter(started=prompt.text.rstrip().endswith("<think>")) \
-            if job.split_thinking else None
+    def _run(self, job: GenJob, emit: Emit, cancel: threading.Event) -> None:
+        """Serve one job alone with `stream_generate` (models that cannot batch)."""
+        plan = self._plan(job, emit)
+        if plan is not None:
+            self._run_serial(SeqStream(plan, emit, cancel))
 
-        def send(text: str) -> None:
-            thinking, content = splitter.feed(text) if splitter else ("", text)
-            if thinking or content:
-                emit(Step(text=content, thinking=thinking))
-        generated: list[int] = []
-        reason = ""
-        start = time.perf_counter_ns()
-        first = 0
-        for step in model.generate(ids, opts, max_tokens=-1 if limit is None else limit,
-                                   max_kv_size=shift_window, cancelled=cancel.is_set):
-            if not first:
-                first = time.perf_counter_ns()
-            generated.append(step.token)
-            reason = step.finish_reason or reason
-            text, hit = stops.feed(step.text)
-            send(text)
-            if hit:
-                reason = "stop"
+    def _run_serial(self, seq: SeqStream, resume: list[int] | None = None) -> None:
+        """Generate for `seq` with the serial path, optionally continuing after `resume` tokens.
+
+        This is also the batch's fallback for what it cannot express: a context shift needs a
+        rotating cache that keeps `num_keep` tokens, which the batched caches lack.
+        """
+        model = self._model
+        assert model is not None
+        plan = seq.plan
+        limit = plan.limit
+        ids = plan.ids if resume is None else plan.ids + resume
+        if resume is not None and limit is not None:
+            limit -= len(resume)
+        self.prompt_tokens_evaluated += len(ids)
+        for step in model.generate(ids, plan.job.options,
+                                   max_tokens=-1 if limit is None else limit,
+                                   max_kv_size=plan.shift_window, cancelled=seq.cancel.is_set):
+            if seq.feed(step.token, step.text, step.finish_reason):
                 break
-        else:
-            send(stops.flush())
-        if splitter and any(rest := splitter.flush()):
-            emit(Step(thinking=rest[0], text=rest[1]))
-        if cancel.is_set():
-            return
-        end = time.perf_counter_ns()
-        emit(Step(
-            done=True, done_reason=reason or "stop",
-            prompt_eval_count=len(ids), prompt_eval_duration=(first or end) - start,
-            eval_count=len(generated), eval_duration=end - (first or end),
-            context=ids + generated if job.want_context else None,
-        ))
+        seq.finish()

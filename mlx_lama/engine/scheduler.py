@@ -27,10 +27,6 @@ log = logging.getLogger("mlx_lama.scheduler")
 RunnerFactory = Callable[[Backend, LoadSpec], Runner]
 
 
-def _default_runner(backend: Backend, spec: LoadSpec) -> Runner:
-    return Runner(backend, spec.path, spec.name)
-
-
 @dataclass(eq=False)
 class _Slot:
     spec: LoadSpec
@@ -73,16 +69,27 @@ class Scheduler:
     """Loads, shares, expires and evicts runners."""
 
     def __init__(self, config: Config, backends: Mapping[str, Backend], *,
-                 runner_factory: RunnerFactory = _default_runner,
+                 runner_factory: RunnerFactory | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.backends = dict(backends)
-        self._runner_factory = runner_factory
+        self._runner_factory = runner_factory or self._default_runner
         self._clock = clock
         self._slots: dict[str, _Slot] = {}
         self._cond = asyncio.Condition()
         self._inflight = 0
         self._draining = False
+
+    def _default_runner(self, backend: Backend, spec: LoadSpec) -> Runner:
+        return Runner(backend, spec.path, spec.name, num_parallel=self.config.num_parallel,
+                      prompt_cache_bytes=self.config.prompt_cache_bytes)
+
+    def runner(self, name: str) -> Runner | None:
+        """The runner of a loaded model, by key or display name (tests inspect its batch)."""
+        for key, slot in self._slots.items():
+            if name in (key, slot.spec.name):
+                return slot.runner
+        return None
 
     # ------------------------------------------------------------ requests
 
@@ -90,8 +97,8 @@ class Scheduler:
         """Get the model loaded (loading or evicting as needed) and claim it for one request."""
         if self._draining:
             raise ServiceUnavailable("server is shutting down")
-        # Requests being served plus those waiting; one generation per loaded model runs at a
-        # time, so the queue bound is on top of what can run.
+        # Requests being served plus those waiting: OLLAMA_NUM_PARALLEL run at once (per model,
+        # batched), and the queue bound is on top of what can run.
         if self._inflight >= self.config.max_queue + self.config.num_parallel:
             raise queue_full()
         self._inflight += 1

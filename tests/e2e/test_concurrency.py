@@ -127,8 +127,8 @@ def test_greedy_outputs_under_concurrency_equal_sequential(server: LiveServer) -
 
 
 def test_queue_bound_answers_503_and_the_server_recovers(make_server: Callable[..., LiveServer]) -> None:
-    """OLLAMA_MAX_QUEUE=1: one request runs, one waits, the rest get Ollama's 503 at once."""
-    s = make_server(max_queue=1)
+    """OLLAMA_MAX_QUEUE=1, OLLAMA_NUM_PARALLEL=1: one request runs, one waits, the rest get 503."""
+    s = make_server(max_queue=1, num_parallel=1)
 
     async def scenario() -> None:
         async with httpx.AsyncClient(timeout=60) as client:

@@ -1,0 +1,93 @@
+"""One generation's stream state, shared by the batched and the serial paths.
+
+Tokens arrive with their text; stop strings are matched on that text with hold-back (so a stop
+string never reaches the client), thinking is split from content, and the final step carries
+Ollama's metrics. Where the tokens come from (a batch step or `stream_generate`) does not matter.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlx_lama.engine.params import GenJob, Step
+from mlx_lama.engine.prompt import Prompt
+from mlx_lama.engine.stops import StopMatcher
+from mlx_lama.engine.thinking import ThinkSplitter
+
+Emit = Callable[[Any], None]
+
+
+@dataclass
+class Plan:
+    """What the runner decided for a job: its prompt ids, its token limit and its window."""
+
+    job: GenJob
+    prompt: Prompt
+    limit: int | None  # tokens to generate at most; None = until EOS (context shift allowed)
+    shift_window: int | None  # num_ctx when the KV cache may have to rotate (context shift)
+
+    @property
+    def ids(self) -> list[int]:
+        """The prompt's token ids."""
+        return self.prompt.ids
+
+
+@dataclass
+class SeqStream:
+    """Turns a job's generated tokens into steps for its client."""
+
+    plan: Plan
+    emit: Emit
+    cancel: threading.Event
+    start: int = field(default_factory=time.perf_counter_ns)
+    first: int = 0
+    generated: list[int] = field(default_factory=list)
+    reason: str = ""
+    ended: bool = False  # a stop string was reached: the rest of the output is dropped
+
+    def __post_init__(self) -> None:
+        job = self.plan.job
+        self.stops = StopMatcher(job.options.stop)
+        self.splitter = ThinkSplitter(started=self.plan.prompt.text.rstrip().endswith("<think>")) \
+            if job.split_thinking else None
+
+    def _send(self, text: str) -> None:
+        thinking, content = self.splitter.feed(text) if self.splitter else ("", text)
+        if thinking or content:
+            self.emit(Step(text=content, thinking=thinking))
+
+    def feed(self, token: int, text: str, finish_reason: str | None) -> bool:
+        """Take one token; returns True once a stop string is reached (generation must end)."""
+        if not self.first:
+            self.first = time.perf_counter_ns()
+        self.generated.append(token)
+        self.reason = finish_reason or self.reason
+        out, hit = self.stops.feed(text)
+        self._send(out)
+        if hit:
+            self.reason, self.ended = "stop", True
+        return hit
+
+    def finish(self) -> None:
+        """Release held text and send the final step with the metrics (unless cancelled)."""
+        if not self.ended:
+            self._send(self.stops.flush())
+        if self.splitter and any(rest := self.splitter.flush()):
+            self.emit(Step(thinking=rest[0], text=rest[1]))
+        if self.cancel.is_set():
+            return
+        end = time.perf_counter_ns()
+        first = self.first or end
+        ids = self.plan.ids
+        self.emit(Step(
+            done=True, done_reason=self.reason or "stop",
+            # The whole prompt, even when a cached prefix was reused (Ollama reports it so since
+            # its PR #5371); the duration is what the evaluation really took.
+            prompt_eval_count=len(ids), prompt_eval_duration=first - self.start,
+            eval_count=len(self.generated), eval_duration=end - first,
+            context=ids + self.generated if self.plan.job.want_context else None,
+        ))
