@@ -3,7 +3,8 @@
 MLX's generation stream is thread-local and threads racing on MLX crashed at exit in our trials,
 so the runner's thread loads the model, runs every job and frees the model. The event loop never
 touches MLX: it awaits an asyncio queue that the thread feeds with `call_soon_threadsafe`.
-Jobs run one at a time in arrival order (batching is the engine issue's work).
+Jobs run one at a time in arrival order (batching is the engine issue's work). A job is a
+generation (GenJob, a stream of Steps) or, on an embedding model, an EmbedJob (one EmbedResult).
 """
 
 from __future__ import annotations
@@ -15,18 +16,19 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from mlx_lama.api.errors import ApiError
-from mlx_lama.backends.base import Backend, Cancelled, LoadedModel
+from mlx_lama.api.errors import ApiError, BadRequest
+from mlx_lama.backends.base import Backend, Cancelled, EmbeddingModel, InputTooLong, LoadedModel
 from mlx_lama.engine import prompt as prompting
-from mlx_lama.engine.params import GenJob, Step
+from mlx_lama.engine.params import EmbedJob, EmbedResult, GenJob, Step
 from mlx_lama.engine.stops import StopMatcher
 from mlx_lama.engine.thinking import ThinkSplitter
 
 log = logging.getLogger("mlx_lama.runner")
 
 Emit = Callable[[Any], None]
+Job = GenJob | EmbedJob
 
 
 class LoadError(ApiError):
@@ -41,11 +43,11 @@ class Runner:
         self.path = path
         self.label = label
         self.memory_bytes = 0
-        self._jobs: queue.Queue[tuple[GenJob, Emit, threading.Event] | None] = queue.Queue()
+        self._jobs: queue.Queue[tuple[Job, Emit, threading.Event] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._main, name=f"runner:{label}", daemon=True)
         self._loaded: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._model: LoadedModel | None = None
+        self._model: LoadedModel | EmbeddingModel | None = None
         self._active: dict[threading.Event, Emit] = {}  # streams in flight, for abort_all
 
     # ------------------------------------------------------------ event-loop side
@@ -65,6 +67,17 @@ class Runner:
 
     async def stream(self, job: GenJob) -> AsyncIterator[Step]:
         """Run `job`, yielding its steps; leaving early (client gone) cancels it at the next token."""
+        async for item in self._items(job):
+            yield item
+
+    async def embed(self, job: EmbedJob) -> EmbedResult:
+        """Embed a batch of texts (cancelled, if still queued, when the caller goes away)."""
+        async for item in self._items(job):
+            return item  # type: ignore[no-any-return]
+        raise ApiError("embedding ended without a result")
+
+    async def _items(self, job: Job) -> AsyncIterator[Any]:
+        """Queue `job` for the thread and yield what it emits, up to the item marked `done`."""
         loop = asyncio.get_running_loop()
         out: asyncio.Queue[Any] = asyncio.Queue()
         cancel = threading.Event()
@@ -112,7 +125,10 @@ class Runner:
             if cancel.is_set():  # the client left while the job was queued
                 continue
             try:
-                self._run(job, emit, cancel)
+                if isinstance(job, EmbedJob):
+                    self._embed(job, emit)
+                else:
+                    self._run(job, emit, cancel)
             except Cancelled:
                 pass
             except ApiError as exc:
@@ -146,9 +162,21 @@ class Runner:
             if item is not None:
                 item[1](ApiError("model was unloaded"))
 
+    def _embed(self, job: EmbedJob, emit: Emit) -> None:
+        if not hasattr(self._model, "embed"):
+            raise BadRequest(f"{self.label} does not support embeddings")
+        model = cast(EmbeddingModel, self._model)
+        start = time.perf_counter_ns()
+        try:
+            vectors, counts = model.embed(job.texts, truncate=job.truncate, num_ctx=job.num_ctx)
+        except InputTooLong as exc:
+            raise BadRequest(str(exc)) from None
+        emit(EmbedResult(vectors, counts, time.perf_counter_ns() - start))
+
     def _run(self, job: GenJob, emit: Emit, cancel: threading.Event) -> None:
-        model = self._model
-        assert model is not None
+        if not hasattr(self._model, "generate"):
+            raise BadRequest(f"{self.label} does not support generate")
+        model = cast(LoadedModel, self._model)
         opts = job.options
         prompt = prompting.render(job.spec, model, job.prompting, opts)
         if job.render_only:

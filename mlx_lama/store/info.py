@@ -109,8 +109,25 @@ def tokenizer_vocab(tokenizer_json: Path | None) -> set[str]:
     return vocab
 
 
-def capabilities(*, vocab: set[str], chat_template: str, go_template: str) -> list[str]:
+# Encoder-only families: no language-model head, so they embed and never generate.
+ENCODER_TYPES = ("bert", "roberta", "xlm-roberta", "nomic_bert", "distilbert", "modernbert")
+ENCODER_CLASSES = ("BertModel", "RobertaModel", "XLMRobertaModel", "NomicBertModel", "DistilBertModel",
+                   "ModernBertModel")
+
+
+def is_embedding_model(config: dict[str, Any]) -> bool:
+    """Whether `config.json` describes a sentence encoder (BERT-like) rather than a generator."""
+    archs = [str(a) for a in config.get("architectures") or []]
+    if any(a.endswith(("ForCausalLM", "ForConditionalGeneration")) for a in archs):
+        return False
+    return config.get("model_type") in ENCODER_TYPES or any(a in ENCODER_CLASSES for a in archs)
+
+
+def capabilities(*, vocab: set[str], chat_template: str, go_template: str,
+                 embedding: bool = False) -> list[str]:
     """What the model can do, in Ollama's capability names."""
+    if embedding:
+        return ["embedding"]
     caps = ["completion"]
     if "tools" in chat_template or ".Tools" in go_template:
         caps.append("tools")
