@@ -15,8 +15,9 @@ from __future__ import annotations
 import gc
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -91,13 +92,14 @@ def _rename(key: str) -> str | None:
 def _build_encoder(config: dict[str, Any]) -> Any:
     """The MLX module tree of a post-norm BERT encoder (imported lazily: MLX is heavy)."""
     import mlx.core as mx
-    import mlx.nn as nn
+    from mlx import nn
 
     hidden = int(config["hidden_size"])
     heads = int(config["num_attention_heads"])
     eps = float(config.get("layer_norm_eps", 1e-12))
-    act = {"gelu": nn.gelu, "gelu_new": nn.gelu_approx, "gelu_pytorch_tanh": nn.gelu_approx,
-           "relu": nn.relu}.get(str(config.get("hidden_act", "gelu")))
+    act: Callable[[Any], Any] | None = {
+        "gelu": nn.gelu, "gelu_new": nn.gelu_approx, "gelu_pytorch_tanh": nn.gelu_approx,
+        "relu": nn.relu}.get(str(config.get("hidden_act", "gelu")))
     if act is None:
         raise ValueError(f"activation {config.get('hidden_act')!r} is not supported")
 
@@ -129,6 +131,7 @@ def _build_encoder(config: dict[str, Any]) -> Any:
             self.ffn_norm = nn.LayerNorm(hidden, eps=eps)
 
         def __call__(self, x: Any, mask: Any) -> Any:
+            assert act is not None
             x = self.attn_norm(x + self.attn(x, mask))
             return self.ffn_norm(x + self.ffn_out(act(self.ffn_in(x))))
 
@@ -180,7 +183,8 @@ class EncoderModel:
         self.model = _build_encoder(config)
         weights: dict[str, Any] = {}
         for file in sorted(path.glob("*.safetensors")):
-            for key, value in mx.load(str(file)).items():
+            tensors = cast(dict[str, Any], mx.load(str(file)))
+            for key, value in tensors.items():
                 if (name := _rename(key)) is not None:
                     weights[name] = value
         if not weights:
@@ -253,7 +257,8 @@ class EncoderModel:
         """Bytes of all weight arrays."""
         from mlx.utils import tree_flatten
 
-        return sum(int(v.nbytes) for _, v in tree_flatten(self.model.parameters()))
+        flat = cast(list[tuple[str, Any]], tree_flatten(self.model.parameters()))
+        return sum(int(v.nbytes) for _, v in flat)
 
     def close(self) -> None:
         """Drop the weights, return MLX's buffers, and end this thread's MLX streams."""

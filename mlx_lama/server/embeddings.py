@@ -17,9 +17,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mlx_lama.api import errors
-from mlx_lama.api.types import (EmbeddingRequest, EmbeddingResponse, EmbedRequest, EmbedResponse,
-                                OpenAIEmbedding, OpenAIEmbeddingList, OpenAIEmbeddingRequest,
-                                OpenAIEmbeddingUsage, OpenAIError, OpenAIErrorBody)
+from mlx_lama.api.types import (
+    EmbeddingRequest,
+    EmbeddingResponse,
+    EmbedRequest,
+    EmbedResponse,
+    OpenAIEmbedding,
+    OpenAIEmbeddingList,
+    OpenAIEmbeddingRequest,
+    OpenAIEmbeddingUsage,
+    OpenAIError,
+    OpenAIErrorBody,
+)
 from mlx_lama.engine.params import EmbedJob, parse_options
 from mlx_lama.server import common
 from mlx_lama.server.streams import json_response, unless_disconnected

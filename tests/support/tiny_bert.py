@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-WORDS = ("the a an is are was on in of to and cat dog mat rug sits resting feline stock markets fell "
-         "sharply today why sky blue grass green here article about llamas hello world word").split()
+WORDS = ["the", "a", "an", "is", "are", "was", "on", "in", "of", "to", "and", "cat", "dog", "mat", "rug",
+         "sits", "resting", "feline", "stock", "markets", "fell", "sharply", "today", "why", "sky", "blue",
+         "grass", "green", "here", "article", "about", "llamas", "hello", "world", "word"]
 MAX_POSITIONS = 32  # small, so that over-length inputs are cheap to write
 
 
