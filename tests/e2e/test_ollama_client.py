@@ -94,7 +94,12 @@ def test_show(client: ollama.Client, live_server: Any, role: str) -> None:
     assert isinstance(info[f"{arch}.context_length"], int) and info[f"{arch}.context_length"] > 0
     assert isinstance(info[f"{arch}.embedding_length"], int) and info[f"{arch}.embedding_length"] > 0
     assert info["general.parameter_count"] > 0
-    assert shown.capabilities is not None and "completion" in shown.capabilities
+    assert shown.capabilities is not None
+    if role == "embed":  # an encoder: it embeds, never generates, and has no chat template
+        assert shown.capabilities == ["embedding"]
+        assert shown.details is not None and shown.details.family == arch
+        return
+    assert "completion" in shown.capabilities
     if role == "qwen3":
         assert "thinking" in shown.capabilities
     if role == "fim":
