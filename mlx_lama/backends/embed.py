@@ -1,13 +1,15 @@
-"""The embedding backend ("mlx-embeddings"): BERT-family encoders in MLX, written here.
+"""The embedding backend ("mlx-embeddings"): BERT-family encoders in MLX, written here, and the
+pooling shared with decoder embedding models (`embed_decoder.py`).
 
 Our own small encoder rather than the `mlx-embeddings` package, which is GPL-3.0 (we are MIT)
 and pulls in mlx-vlm, mlx-audio and OpenCV. It reads a sentence-transformers / Hugging Face
 directory: `config.json`, `*.safetensors`, `tokenizer.json` and, when present,
 `1_Pooling/config.json` (mean pooling by default, as sentence-transformers does).
 
-Supported: model_type bert, roberta, xlm-roberta (absolute positions, post-norm layers).
-Not yet: nomic_bert (rotary positions, SwiGLU) and decoder embedding models (Qwen3-Embedding's
-last-token pooling); loading those fails with a message that says so.
+Supported: model_type bert, roberta, xlm-roberta (absolute positions, post-norm layers), and
+decoder embedding models that mlx-lm can load and that ship a sentence-transformers Pooling
+module (Qwen3-Embedding: last-token pooling; see `embed_decoder.py`). Not yet: nomic_bert (rotary
+positions, SwiGLU); loading it fails with a message that says so.
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ from __future__ import annotations
 import gc
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 
-from mlx_lama.backends.base import InputTooLong
+from mlx_lama.backends.base import EmbeddingModel, InputTooLong
 from mlx_lama.backends.threads import clear_thread_streams
 
 ENCODER_TYPES = ("bert", "roberta", "xlm-roberta")
@@ -35,43 +37,93 @@ class EmbedBackend:
 
     name = "mlx-embeddings"
 
-    def load(self, path: Path) -> EncoderModel:
+    def load(self, path: Path) -> EmbeddingModel:
         """Load weights, tokenizer and pooling settings from a local directory."""
         config_path = path / "config.json"
         if not config_path.is_file():
             raise FileNotFoundError(f"no model at {path}")
         config = json.loads(config_path.read_bytes())
         kind = config.get("model_type", "")
-        if kind not in ENCODER_TYPES:
+        decoder = kind not in ENCODER_TYPES and has_pooling_module(path)
+        if kind not in ENCODER_TYPES and not decoder:
             raise ValueError(f"model type {kind!r} is not supported by mlx-lama's embedding backend yet "
-                             f"(supported: {', '.join(ENCODER_TYPES)})")
+                             f"(supported: {', '.join(ENCODER_TYPES)}, and mlx-lm decoders with a "
+                             "sentence-transformers Pooling module)")
         try:
+            if decoder:
+                from mlx_lama.backends.embed_decoder import DecoderEmbedder
+
+                return DecoderEmbedder(path, pooling_mode(path))
             return EncoderModel(path, config)
         except BaseException:
             clear_thread_streams()  # the runner thread ends here: leave no MLX streams behind
             raise
 
 
-def pooling_mode(path: Path) -> str:
-    """`mean`, `cls` or `max`, from the sentence-transformers Pooling module (mean if none)."""
-    pooling_dir = "1_Pooling"
+def _pooling_dir(path: Path) -> Path:
+    """Where the sentence-transformers Pooling module's config lives (modules.json says)."""
     modules = path / "modules.json"
     if modules.is_file():
         for module in json.loads(modules.read_bytes()):
             if str(module.get("type", "")).endswith("Pooling"):
-                pooling_dir = module.get("path") or pooling_dir
-    conf = path / pooling_dir / "config.json"
+                return path / (module.get("path") or "1_Pooling")
+    return path / "1_Pooling"
+
+
+def has_pooling_module(path: Path) -> bool:
+    """Whether the directory is a sentence-transformers export (it says how to pool)."""
+    return (_pooling_dir(path) / "config.json").is_file()
+
+
+def pooling_mode(path: Path) -> str:
+    """`mean`, `cls`, `max` or `lasttoken`, from the sentence-transformers Pooling module (mean if
+    there is none)."""
+    conf = _pooling_dir(path) / "config.json"
     if not conf.is_file():
         return "mean"
     data = json.loads(conf.read_bytes())
-    if data.get("pooling_mode") in ("mean", "cls", "max"):
+    if data.get("pooling_mode") in ("mean", "cls", "max", "lasttoken"):
         return str(data["pooling_mode"])
     for mode in ("cls", "max"):
         if data.get(f"pooling_mode_{mode}_token") or data.get(f"pooling_mode_{mode}_tokens"):
             return mode
     if data.get("pooling_mode_lasttoken"):
-        raise ValueError("last-token pooling (decoder embedding models) is not supported yet")
+        return "lasttoken"
     return "mean"
+
+
+def length_batches(lengths: list[int]) -> Iterator[list[int]]:
+    """Input indices in batches of similar length, each at most BATCH_TOKENS once padded, so
+    little compute goes to padding."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    start = 0
+    while start < len(order):
+        width, end = lengths[order[start]], start + 1
+        while end < len(order):
+            width = max(width, lengths[order[end]])
+            if width * (end - start + 1) > BATCH_TOKENS:
+                break
+            end += 1
+        yield order[start:end]
+        start = end
+
+
+def pool(hidden: Any, keep: np.ndarray, mode: str) -> np.ndarray:
+    """Pool a right-padded batch of hidden states (B, L, H) over its real tokens (`keep`)."""
+    import mlx.core as mx
+
+    hidden = hidden.astype(mx.float32)
+    m = mx.array(keep)[..., None]
+    if mode == "cls":
+        pooled = hidden[:, 0]
+    elif mode == "lasttoken":  # the last real token of each row (right padding)
+        last = mx.array(np.maximum(keep.sum(axis=1) - 1, 0).astype(np.int32))
+        pooled = mx.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0]
+    elif mode == "max":
+        pooled = mx.max(mx.where(m, hidden, -mx.inf), axis=1)
+    else:  # attention-masked mean: padding never enters the average
+        pooled = mx.sum(hidden * m, axis=1) / mx.maximum(mx.sum(m, axis=1), 1)
+    return np.array(pooled, dtype=np.float32)
 
 
 def _rename(key: str) -> str | None:
@@ -211,20 +263,8 @@ class EncoderModel:
         if not truncate and any(len(e.ids) > limit for e in encodings):
             raise InputTooLong("the input length exceeds the context length")
         out = np.zeros((len(texts), int(self.config["hidden_size"])), dtype=np.float32)
-        # Similar lengths share a batch, so little compute goes to padding.
-        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
-        start = 0
-        while start < len(order):
-            width = len(encodings[order[start]].ids)
-            end = start + 1
-            while end < len(order):
-                width = max(width, len(encodings[order[end]].ids))
-                if width * (end - start + 1) > BATCH_TOKENS:
-                    break
-                end += 1
-            batch = order[start:end]
+        for batch in length_batches([len(e.ids) for e in encodings]):
             out[batch] = self._forward([encodings[i] for i in batch])
-            start = end
         mx.clear_cache()
         return out, [len(e.ids) for e in encodings]
 
@@ -243,15 +283,7 @@ class EncoderModel:
             keep[row, :n] = True
         positions = np.arange(width, dtype=np.int32)[None, :] + self.position_offset
         hidden = self.model(mx.array(ids), mx.array(types), mx.array(positions), mx.array(keep))
-        hidden = hidden.astype(mx.float32)
-        m = mx.array(keep)[..., None]
-        if self.pooling == "cls":
-            pooled = hidden[:, 0]
-        elif self.pooling == "max":
-            pooled = mx.max(mx.where(m, hidden, -mx.inf), axis=1)
-        else:  # attention-masked mean: padding never enters the average
-            pooled = mx.sum(hidden * m, axis=1) / mx.maximum(mx.sum(m, axis=1), 1)
-        return np.array(pooled, dtype=np.float32)
+        return pool(hidden, keep, self.pooling)
 
     def memory_bytes(self) -> int:
         """Bytes of all weight arrays."""

@@ -31,7 +31,8 @@ BACKENDS: tuple[dict[str, Any], ...] = (
         "module": "mlx",
         "executable": None,
         "features": ("embeddings (/api/embed, /api/embeddings, /v1/embeddings)",
-                     "BERT-family encoders (bert, roberta, xlm-roberta) with sentence-transformers pooling"),
+                     "BERT-family encoders (bert, roberta, xlm-roberta) with sentence-transformers pooling",
+                     "decoder embedding models (Qwen3-Embedding: last-token pooling) on mlx-lm's models"),
     },
     {
         "name": "vllm-mlx",

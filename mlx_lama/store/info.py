@@ -115,8 +115,25 @@ ENCODER_CLASSES = ("BertModel", "RobertaModel", "XLMRobertaModel", "NomicBertMod
                    "ModernBertModel")
 
 
-def is_embedding_model(config: dict[str, Any]) -> bool:
-    """Whether `config.json` describes a sentence encoder (BERT-like) rather than a generator."""
+def has_pooling_module(files: dict[str, Path]) -> bool:
+    """Whether the files are a sentence-transformers export: a Pooling module says how to pool."""
+    if "modules.json" in files:
+        try:
+            modules = json.loads(files["modules.json"].read_bytes())
+        except ValueError:
+            modules = []
+        for module in modules if isinstance(modules, list) else []:
+            if isinstance(module, dict) and str(module.get("type", "")).endswith("Pooling"):
+                return f"{module.get('path') or '1_Pooling'}/config.json" in files
+    return "1_Pooling/config.json" in files
+
+
+def is_embedding_model(config: dict[str, Any], *, pooled: bool = False) -> bool:
+    """Whether the model is a sentence encoder rather than a generator: a BERT-like config, or any
+    model shipped with a sentence-transformers Pooling module (`pooled`, e.g. Qwen3-Embedding,
+    whose config names Qwen3ForCausalLM)."""
+    if pooled:
+        return True
     archs = [str(a) for a in config.get("architectures") or []]
     if any(a.endswith(("ForCausalLM", "ForConditionalGeneration")) for a in archs):
         return False

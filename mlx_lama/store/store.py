@@ -369,7 +369,7 @@ def describe(files: dict[str, Path], go_template: str) -> dict[str, Any]:
     chat_template = model_info.chat_template_of(files)
     vocab = model_info.tokenizer_vocab(files.get("tokenizer.json"))
     text = {**config, **(config.get("text_config") or {})}
-    embedding = model_info.is_embedding_model(config)
+    embedding = model_info.is_embedding_model(config, pooled=model_info.has_pooling_module(files))
     return {
         "model_format": "safetensors",
         "model_family": arch,

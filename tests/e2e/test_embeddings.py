@@ -23,7 +23,7 @@ import pytest
 from mlx_lama.config import Config
 from tests.support.bert_reference import reference_embedding
 from tests.support.server import LiveServer, import_model
-from tests.support.tiny_bert import MAX_POSITIONS
+from tests.support.tiny_bert import MAX_POSITIONS, add_pooling_module
 
 MINILM = "all-minilm:latest"
 CAT, FELINE, STOCKS = "The cat sits on the mat.", "A feline is resting on a rug.", \
@@ -222,3 +222,23 @@ def test_show_reports_embedding_capability(live_server: LiveServer, tiny: str) -
     assert show["capabilities"] == ["embedding"]
     assert show["details"]["family"] == "bert"
     assert show["model_info"]["bert.context_length"] == MAX_POSITIONS
+
+
+def test_decoder_embedding_model(tmp_path: Path) -> None:
+    """A causal LM shipped with a last-token Pooling module (Qwen3-Embedding's layout) is stored as
+    an embedding model, embeds on the embedding backend and refuses to generate."""
+    from tests.support.tiny_model import build_tiny_model
+
+    path = add_pooling_module(build_tiny_model(tmp_path / "qwen3", arch="qwen3"))
+    import_model(tmp_path / "store", "tiny-qwen3-embed:latest", path)
+    server = LiveServer(Config(models_dir=tmp_path / "store")).start()
+    try:
+        name = "tiny-qwen3-embed:latest"
+        assert post(server, "/api/show", model=name).json()["capabilities"] == ["embedding"]
+        out = post(server, "/api/embed", model=name, input=["Hello there", "Hi"]).json()
+        assert len(out["embeddings"]) == 2 and out["prompt_eval_count"] > 0
+        assert all(abs(np.linalg.norm(v) - 1) < 1e-5 for v in out["embeddings"])
+        r = post(server, "/api/generate", model=name, prompt="hi")
+        assert (r.status_code, r.json()) == (400, {"error": f'"{name}" does not support generate'})
+    finally:
+        server.stop()

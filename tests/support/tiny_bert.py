@@ -77,6 +77,20 @@ def _weights(config: dict[str, Any], seed: int) -> dict[str, np.ndarray]:
     return w
 
 
+def add_pooling_module(model_dir: Path, mode: str = "lasttoken") -> Path:
+    """Make a model directory a sentence-transformers export pooling with `mode` (a causal LM with
+    last-token pooling is Qwen3-Embedding's layout)."""
+    (model_dir / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+    (model_dir / "1_Pooling").mkdir(exist_ok=True)
+    keys = {"cls": "pooling_mode_cls_token", "mean": "pooling_mode_mean_tokens",
+            "max": "pooling_mode_max_tokens", "lasttoken": "pooling_mode_lasttoken"}
+    (model_dir / "1_Pooling" / "config.json").write_text(json.dumps(
+        {key: name == mode for name, key in keys.items()}))
+    return model_dir
+
+
 def build_tiny_bert(out: Path, *, seed: int = 0, pooling: str = "mean") -> Path:
     """Write the tiny encoder into `out` (same arguments, same bytes) and return `out`."""
     from safetensors.numpy import save_file
@@ -89,12 +103,5 @@ def build_tiny_bert(out: Path, *, seed: int = 0, pooling: str = "mean") -> Path:
     _tokenizer(vocab).save(str(out / "tokenizer.json"))
     (out / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True,
                                                            "model_max_length": MAX_POSITIONS}))
-    (out / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
-    (out / "1_Pooling").mkdir(exist_ok=True)
-    (out / "1_Pooling" / "config.json").write_text(json.dumps({
-        "word_embedding_dimension": config["hidden_size"],
-        "pooling_mode_cls_token": pooling == "cls", "pooling_mode_mean_tokens": pooling == "mean",
-        "pooling_mode_max_tokens": pooling == "max"}))
+    add_pooling_module(out, pooling)
     return out

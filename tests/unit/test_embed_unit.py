@@ -14,9 +14,9 @@ from mlx_lama.backends.base import InputTooLong
 from mlx_lama.backends.embed import EmbedBackend, _rename, pooling_mode
 from mlx_lama.backends.threads import run_isolated
 from mlx_lama.server.embeddings import finish, normalize
-from mlx_lama.store.info import is_embedding_model
+from mlx_lama.store.info import has_pooling_module, is_embedding_model
 from tests.support.bert_reference import reference_embedding
-from tests.support.tiny_bert import MAX_POSITIONS, build_tiny_bert
+from tests.support.tiny_bert import MAX_POSITIONS, add_pooling_module, build_tiny_bert
 
 CONFIGS = [
     pytest.param({"architectures": ["BertModel"], "model_type": "bert"}, True, id="bert"),
@@ -32,6 +32,18 @@ CONFIGS = [
 @pytest.mark.parametrize(("config", "expected"), CONFIGS)
 def test_is_embedding_model(config: dict[str, Any], expected: bool) -> None:
     assert is_embedding_model(config) is expected
+
+
+def test_a_pooling_module_makes_any_model_an_embedding_model(tmp_path: Path) -> None:
+    """Qwen3-Embedding's config names Qwen3ForCausalLM; its Pooling module says what it is."""
+    config = {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3"}
+    assert is_embedding_model(config, pooled=True)
+    (tmp_path / "modules.json").write_text(json.dumps(
+        [{"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+    (tmp_path / "pool.json").write_text("{}")
+    files = {"modules.json": tmp_path / "modules.json"}
+    assert not has_pooling_module(files)
+    assert has_pooling_module({**files, "1_Pooling/config.json": tmp_path / "pool.json"})
 
 
 POOLING = [
@@ -51,11 +63,11 @@ def test_pooling_mode(tmp_path: Path, conf: dict[str, Any] | None, expected: str
     assert pooling_mode(tmp_path) == expected
 
 
-def test_last_token_pooling_is_refused_clearly(tmp_path: Path) -> None:
+def test_last_token_pooling(tmp_path: Path) -> None:
     (tmp_path / "1_Pooling").mkdir()
-    (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_lasttoken": True}))
-    with pytest.raises(ValueError, match="last-token pooling"):
-        pooling_mode(tmp_path)
+    (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_lasttoken": True,
+                                                                   "pooling_mode_mean_tokens": False}))
+    assert pooling_mode(tmp_path) == "lasttoken"
 
 
 RENAMES = [
@@ -128,3 +140,28 @@ def test_unsupported_model_types_are_refused(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "nomic_bert"}))
     with pytest.raises(ValueError, match="'nomic_bert' is not supported"):
         EmbedBackend().load(tmp_path)
+
+
+def test_decoder_embedder_batches_like_single_inputs(tmp_path: Path) -> None:
+    """Right-padded batches give each input the vector it gets alone (its last token's state)."""
+    from tests.support.tiny_model import build_tiny_model
+
+    path = add_pooling_module(build_tiny_model(tmp_path / "qwen3", arch="qwen3"))
+    texts = ["Hello there, how are you today?", "Hi", "def f(x): return x * 2"]
+
+    def embed() -> tuple[Any, Any, list[int]]:
+        import mlx.core as mx
+
+        model = EmbedBackend().load(path)
+        try:
+            batch, counts = model.embed(texts, truncate=True, num_ctx=0)
+            alone = []
+            for text in texts:  # the plain way: no padding, the last position's hidden state
+                ids = mx.array([model.tokenizer.encode(text)])
+                alone.append(np.array(model.model.model(ids)[0, -1].astype(mx.float32)))
+            return batch, np.stack(alone), counts
+        finally:
+            model.close()
+    batch, alone, counts = run_isolated(embed)
+    assert len(counts) == 3 and all(c > 0 for c in counts)
+    np.testing.assert_allclose(batch, alone, atol=1e-4)
