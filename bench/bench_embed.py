@@ -22,10 +22,10 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mlx_lama.backends.embed import EmbedBackend  # noqa: E402
-from mlx_lama.backends.threads import run_isolated  # noqa: E402
-from mlx_lama.config import Config  # noqa: E402
-from tests.support.server import LiveServer, import_model  # noqa: E402
+from mlx_lama.backends.embed import EmbedBackend
+from mlx_lama.backends.threads import run_isolated
+from mlx_lama.config import Config
+from tests.support.server import LiveServer, import_model
 
 
 def main() -> int:
