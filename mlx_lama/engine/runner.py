@@ -10,11 +10,12 @@ generation (GenJob, a stream of Steps) or, on an embedding model, an EmbedJob (o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -67,16 +68,19 @@ class Runner:
 
     async def stream(self, job: GenJob) -> AsyncIterator[Step]:
         """Run `job`, yielding its steps; leaving early (client gone) cancels it at the next token."""
-        async for item in self._items(job):
-            yield item
+        # aclosing: leaving early must run _items' `finally` (the cancel) now, not at collection.
+        async with contextlib.aclosing(self._items(job)) as items:
+            async for item in items:
+                yield item
 
     async def embed(self, job: EmbedJob) -> EmbedResult:
         """Embed a batch of texts (cancelled, if still queued, when the caller goes away)."""
-        async for item in self._items(job):
-            return item  # type: ignore[no-any-return]
+        async with contextlib.aclosing(self._items(job)) as items:
+            async for item in items:
+                return item  # type: ignore[no-any-return]
         raise ApiError("embedding ended without a result")
 
-    async def _items(self, job: Job) -> AsyncIterator[Any]:
+    async def _items(self, job: Job) -> AsyncGenerator[Any, None]:
         """Queue `job` for the thread and yield what it emits, up to the item marked `done`."""
         loop = asyncio.get_running_loop()
         out: asyncio.Queue[Any] = asyncio.Queue()
