@@ -12,25 +12,35 @@ import pytest
 
 from mlx_lama.config import Config
 from tests.support.server import LiveServer, import_model
+from tests.support.tiny_bert import build_tiny_bert
 from tests.support.tiny_model import build_tiny_model
 
 # No test may reach the Hugging Face hub: make any accidental attempt fail fast.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-# role -> (model name in the store, builder arguments)
+# role -> (model name in the store, builder arguments); `"arch": "bert"` builds a sentence
+# encoder with tests/support/tiny_bert.py instead of an mlx-lm model.
 TINY = {
     "default": ("tiny-llama:latest", {"arch": "llama"}),
     "qwen3": ("tiny-qwen3:latest", {"arch": "qwen3"}),
     "fim": ("tiny-coder:latest", {"arch": "qwen2", "fim": True}),
     "q4": ("tiny-llama:q4", {"arch": "llama", "q_bits": 4}),
+    "embed": ("tiny-bert:latest", {"arch": "bert"}),
 }
+
+
+def build_tiny(out: Path, arch: str, **kwargs: Any) -> Path:
+    """Build one TINY model: a BERT encoder or an mlx-lm model."""
+    if arch == "bert":
+        return build_tiny_bert(out, **kwargs)
+    return build_tiny_model(out, arch=arch, **kwargs)
 
 
 @pytest.fixture(scope="session")
 def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Model directories by role, built once per session."""
     root = tmp_path_factory.mktemp("tiny-models")
-    return {role: build_tiny_model(root / role, **kwargs) for role, (_, kwargs) in TINY.items()}
+    return {role: build_tiny(root / role, **kwargs) for role, (_, kwargs) in TINY.items()}
 
 
 @pytest.fixture(scope="session")

@@ -176,6 +176,104 @@ class ChatResponse:
     debug_info: dict[str, Any] | None = wire(omit=True, name="_debug_info")
 
 
+# ---------------------------------------------------------------- embeddings
+
+
+@dataclass
+class EmbedRequest:
+    """POST /api/embed (`input` is a string or a list of strings; checked by the handler)."""
+
+    model: str = wire(default="")
+    input: Any = wire()
+    truncate: bool | None = wire()
+    dimensions: int = wire(default=0)
+    keep_alive: Any = wire()
+    options: dict[str, Any] | None = wire()
+
+
+@dataclass
+class EmbedResponse:
+    """POST /api/embed: L2-normalised float32 vectors (rows may be numpy float32 arrays, which
+    serialise in float32's shortest form, as Go's `[]float32`)."""
+
+    model: str = wire(default="")
+    embeddings: list[Any] = wire(factory=list)
+    total_duration: int = wire(omit=True, default=0)
+    load_duration: int = wire(omit=True, default=0)
+    prompt_eval_count: int = wire(omit=True, default=0)
+
+
+@dataclass
+class EmbeddingRequest:
+    """POST /api/embeddings (legacy, one prompt)."""
+
+    model: str = wire(default="")
+    prompt: str = wire(default="")
+    keep_alive: Any = wire()
+    options: dict[str, Any] | None = wire()
+
+
+@dataclass
+class EmbeddingResponse:
+    """POST /api/embeddings: the raw (not normalised) vector as float64 values."""
+
+    embedding: list[float] = wire(factory=list)
+
+
+@dataclass
+class OpenAIEmbeddingRequest:
+    """POST /v1/embeddings (OpenAI's request; Ollama's `openai.EmbedRequest`)."""
+
+    input: Any = wire()
+    model: str = wire(default="")
+    dimensions: int = wire(default=0)
+    encoding_format: str = wire(default="")
+
+
+@dataclass
+class OpenAIEmbedding:
+    """One entry of /v1/embeddings' `data`: floats, or base64 of little-endian float32."""
+
+    object: str = wire(default="embedding")
+    embedding: Any = wire()
+    index: int = wire(default=0)
+
+
+@dataclass
+class OpenAIEmbeddingUsage:
+    """Token counts of /v1/embeddings."""
+
+    prompt_tokens: int = wire(default=0)
+    total_tokens: int = wire(default=0)
+
+
+@dataclass
+class OpenAIEmbeddingList:
+    """POST /v1/embeddings' response."""
+
+    object: str = wire(default="list")
+    data: list[OpenAIEmbedding] = wire(factory=list)
+    model: str = wire(default="")
+    usage: OpenAIEmbeddingUsage = wire(factory=OpenAIEmbeddingUsage)
+
+
+@dataclass
+class OpenAIErrorBody:
+    """`error` of an OpenAI error response."""
+
+    message: str = wire(default="")
+    type: str = wire(default="api_error")
+    param: Any = wire()
+    code: Any = wire()
+
+
+@dataclass
+class OpenAIError:
+    """OpenAI's error envelope, as Ollama's /v1 middleware writes it."""
+
+    error: OpenAIErrorBody = wire(factory=OpenAIErrorBody)
+
+
 # ---------------------------------------------------------------- models
 
 

@@ -18,6 +18,10 @@ class Cancelled(Exception):
     """Raised inside a backend when the request was cancelled (client gone)."""
 
 
+class InputTooLong(Exception):
+    """An embedding input is longer than the window and the request forbade truncation."""
+
+
 @dataclass(frozen=True)
 class TokenStep:
     """One generated token: its id, the text it completes (may be empty) and, last, why it ended."""
@@ -96,10 +100,25 @@ class LoadedModel(Protocol):
         """Drop the weights and return the memory to the system."""
 
 
+class EmbeddingModel(Protocol):
+    """An embedding model in memory (an encoder), driven from its runner thread."""
+
+    def embed(self, texts: list[str], *, truncate: bool, num_ctx: int) -> tuple[Any, list[int]]:
+        """Pooled, not normalised, float32 vectors (a numpy array, one row per text) and each
+        text's token count. Inputs longer than `num_ctx` are cut when `truncate`, else raise
+        InputTooLong."""
+
+    def memory_bytes(self) -> int:
+        """Bytes the weights occupy."""
+
+    def close(self) -> None:
+        """Drop the weights and return the memory to the system."""
+
+
 class Backend(Protocol):
-    """Loads models of one kind (mlx-lm in process, vllm-mlx, ...)."""
+    """Loads models of one kind (mlx-lm in process, our encoder backend, vllm-mlx, ...)."""
 
     name: str
 
-    def load(self, path: Path) -> LoadedModel:
+    def load(self, path: Path) -> LoadedModel | EmbeddingModel:
         """Load the model directory at `path` (called on the new runner's thread)."""

@@ -25,6 +25,16 @@ BACKENDS: tuple[dict[str, Any], ...] = (
                      "MLX safetensors model directories (mlx-community and mlx_lm.convert output)"),
     },
     {
+        "name": "mlx-embeddings",
+        "kind": "in-process",
+        "description": "mlx-lama's own MLX sentence encoder, for embedding models",
+        "module": "mlx",
+        "executable": None,
+        "features": ("embeddings (/api/embed, /api/embeddings, /v1/embeddings)",
+                     "BERT-family encoders (bert, roberta, xlm-roberta) with sentence-transformers pooling",
+                     "decoder embedding models (Qwen3-Embedding: last-token pooling) on mlx-lm's models"),
+    },
+    {
         "name": "vllm-mlx",
         "kind": "subprocess",
         "description": "a vllm-mlx server driven as a supervised subprocess, in its own environment",

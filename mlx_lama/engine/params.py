@@ -161,6 +161,25 @@ class Step:
     rendered: str | None = None  # render-only requests
 
 
+@dataclass
+class EmbedJob:
+    """Texts to embed in one batch on an embedding model's runner."""
+
+    texts: list[str]
+    truncate: bool = True
+    num_ctx: int = 0  # the window; 0 = the model's trained one
+
+
+@dataclass
+class EmbedResult:
+    """Pooled, not normalised, vectors (a float32 numpy array, one row per text) and token counts."""
+
+    vectors: Any
+    token_counts: list[int]
+    duration_ns: int = 0
+    done: bool = True  # a runner job's last (and here only) item
+
+
 @dataclass(frozen=True)
 class LoadSpec:
     """Which model to load: identity for the scheduler, files for the backend."""

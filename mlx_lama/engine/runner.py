@@ -5,26 +5,33 @@ so the runner's thread loads the model, runs every job and frees the model. The 
 touches MLX: it awaits an asyncio queue that the thread feeds with `call_soon_threadsafe`.
 Models whose caches can be merged run their jobs in a continuous batch (engine/batching.py);
 the others run them one at a time in arrival order with `stream_generate`.
+A job is a generation (GenJob, a stream of Steps) or, on an embedding model, an EmbedJob
+(one EmbedResult); embedding models are always served serially.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from mlx_lama.api.errors import ApiError
-from mlx_lama.backends.base import Backend, Batch, Cancelled, LoadedModel
+from mlx_lama.api.errors import ApiError, BadRequest
+from mlx_lama.backends.base import (Backend, Batch, Cancelled, EmbeddingModel, InputTooLong,
+                                    LoadedModel)
 from mlx_lama.engine import prompt as prompting
 from mlx_lama.engine.batching import BatchLoop
-from mlx_lama.engine.params import GenJob, Step
+from mlx_lama.engine.params import EmbedJob, EmbedResult, GenJob, Step
 from mlx_lama.engine.sequence import Emit, Plan, SeqStream
 
 log = logging.getLogger("mlx_lama.runner")
+
+Job = GenJob | EmbedJob
 
 
 class LoadError(ApiError):
@@ -46,11 +53,11 @@ class Runner:
         self.batch: Batch | None = None
         self.batch_loop: BatchLoop | None = None
         self.memory_bytes = 0
-        self._jobs: queue.Queue[tuple[GenJob, Emit, threading.Event] | None] = queue.Queue()
+        self._jobs: queue.Queue[tuple[Job, Emit, threading.Event] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._main, name=f"runner:{label}", daemon=True)
         self._loaded: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._model: LoadedModel | None = None
+        self._model: LoadedModel | EmbeddingModel | None = None
         self._active: dict[threading.Event, Emit] = {}  # streams in flight, for abort_all
 
     # ------------------------------------------------------------ event-loop side
@@ -70,6 +77,20 @@ class Runner:
 
     async def stream(self, job: GenJob) -> AsyncIterator[Step]:
         """Run `job`, yielding its steps; leaving early (client gone) cancels it at the next token."""
+        # aclosing: leaving early must run _items' `finally` (the cancel) now, not at collection.
+        async with contextlib.aclosing(self._items(job)) as items:
+            async for item in items:
+                yield item
+
+    async def embed(self, job: EmbedJob) -> EmbedResult:
+        """Embed a batch of texts (cancelled, if still queued, when the caller goes away)."""
+        async with contextlib.aclosing(self._items(job)) as items:
+            async for item in items:
+                return item  # type: ignore[no-any-return]
+        raise ApiError("embedding ended without a result")
+
+    async def _items(self, job: Job) -> AsyncGenerator[Any, None]:
+        """Queue `job` for the thread and yield what it emits, up to the item marked `done`."""
         loop = asyncio.get_running_loop()
         out: asyncio.Queue[Any] = asyncio.Queue()
         cancel = threading.Event()
@@ -113,8 +134,9 @@ class Runner:
             return
         self._resolve_loaded(None)
         try:
-            self.batch = self._model.batch(max_sequences=self.num_parallel,
-                                           cache_bytes=self.prompt_cache_bytes)
+            if hasattr(self._model, "batch"):  # embedding models have no batched generation
+                self.batch = self._model.batch(max_sequences=self.num_parallel,
+                                               cache_bytes=self.prompt_cache_bytes)
         except Exception:  # noqa: BLE001 - the serial path can still serve the model
             log.exception("cannot batch %s", self.label)
         if self.batch is not None:
@@ -124,7 +146,9 @@ class Runner:
             finally:
                 self.batch.close()
         else:
-            log.info("%s: its caches cannot be batched; serving one request at a time", self.label)
+            if hasattr(self._model, "generate"):
+                log.info("%s: its caches cannot be batched; serving one request at a time",
+                         self.label)
             self._serve_serially()
         model, self._model = self._model, None
         model.close()
@@ -136,7 +160,10 @@ class Runner:
             if cancel.is_set():  # the client left while the job was queued
                 continue
             try:
-                self._run(job, emit, cancel)
+                if isinstance(job, EmbedJob):
+                    self._embed(job, emit)
+                else:
+                    self._run(job, emit, cancel)
             except Cancelled:
                 pass
             except ApiError as exc:
@@ -167,11 +194,26 @@ class Runner:
             if item is not None:
                 item[1](ApiError("model was unloaded"))
 
+    def _embed(self, job: EmbedJob, emit: Emit) -> None:
+        if not hasattr(self._model, "embed"):
+            raise BadRequest(f"{self.label} does not support embeddings")
+        model = cast(EmbeddingModel, self._model)
+        start = time.perf_counter_ns()
+        try:
+            vectors, counts = model.embed(job.texts, truncate=job.truncate, num_ctx=job.num_ctx)
+        except InputTooLong as exc:
+            raise BadRequest(str(exc)) from None
+        emit(EmbedResult(vectors, counts, time.perf_counter_ns() - start))
+
+    def _generator(self) -> LoadedModel:
+        if not hasattr(self._model, "generate"):
+            raise BadRequest(f"{self.label} does not support generate")
+        return cast(LoadedModel, self._model)
+
     def _plan(self, job: GenJob, emit: Emit) -> Plan | None:
         """Render the prompt and settle the token limit; answers at once (returning None) for
         render-only jobs and prompts that leave no room to generate."""
-        model = self._model
-        assert model is not None
+        model = self._generator()
         opts = job.options
         prompt = prompting.render(job.spec, model, job.prompting, opts)
         if job.render_only:
@@ -203,8 +245,7 @@ class Runner:
         This is also the batch's fallback for what it cannot express: a context shift needs a
         rotating cache that keeps `num_keep` tokens, which the batched caches lack.
         """
-        model = self._model
-        assert model is not None
+        model = self._generator()
         plan = seq.plan
         limit = plan.limit
         ids = plan.ids if resume is None else plan.ids + resume

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from mlx_lama.api.errors import ServiceUnavailable, queue_full
 from mlx_lama.backends.base import Backend
 from mlx_lama.config import Config
-from mlx_lama.engine.params import GenJob, LoadSpec, RunningModel, Step
+from mlx_lama.engine.params import EmbedJob, EmbedResult, GenJob, LoadSpec, RunningModel, Step
 from mlx_lama.engine.runner import LoadError, Runner
 
 log = logging.getLogger("mlx_lama.scheduler")
@@ -57,6 +57,10 @@ class Lease:
     def stream(self, job: GenJob) -> AsyncIterator[Step]:
         """Run a generation job on the model."""
         return self._slot.runner.stream(job)
+
+    async def embed(self, job: EmbedJob) -> EmbedResult:
+        """Run an embedding job on the model."""
+        return await self._slot.runner.embed(job)
 
     def release(self, keep_alive: float | None) -> None:
         """The request is over; start the model's keep-alive clock (None = server default)."""

@@ -21,7 +21,7 @@ from mlx_lama.api.errors import ApiError
 from mlx_lama.api.types import VersionResponse
 from mlx_lama.config import Config
 from mlx_lama.engine.scheduler import Scheduler
-from mlx_lama.server import generation, models
+from mlx_lama.server import embeddings, generation, models
 from mlx_lama.server.common import Services
 from mlx_lama.server.streams import error_response, json_response
 from mlx_lama.store.store import Store
@@ -54,12 +54,15 @@ ROUTES = [
     Route("/api/ps", models.ps, methods=["GET"]),
     Route("/api/generate", generation.generate, methods=["POST"]),
     Route("/api/chat", generation.chat, methods=["POST"]),
+    Route("/api/embed", embeddings.embed, methods=["POST"]),
+    Route("/api/embeddings", embeddings.embeddings, methods=["POST"]),
     Route("/api/create", models.create_model, methods=["POST"]),
     Route("/api/pull", models.pull, methods=["POST"]),
     Route("/api/copy", models.copy, methods=["POST"]),
     Route("/api/delete", models.delete, methods=["DELETE"]),
     Route("/api/blobs/{digest}", blobs, methods=["HEAD", "POST"]),
     Route("/api/import", models.import_ollama, methods=["POST"]),  # ours: Ollama installations
+    Route("/v1/embeddings", embeddings.openai_embeddings, methods=["POST"]),
 ]
 
 
@@ -120,11 +123,12 @@ class _Server(uvicorn.Server):
 
 
 def build(config: Config) -> tuple[Starlette, Scheduler]:
-    """The production app: the store under OLLAMA_MODELS and the mlx-lm backend."""
+    """The production app: the store under OLLAMA_MODELS, the mlx-lm and embedding backends."""
+    from mlx_lama.backends.embed import EmbedBackend
     from mlx_lama.backends.mlx_lm import MlxLmBackend
 
     store = Store(config.models_dir)
-    scheduler = Scheduler(config, {"mlx-lm": MlxLmBackend()})
+    scheduler = Scheduler(config, {"mlx-lm": MlxLmBackend(), "mlx-embeddings": EmbedBackend()})
     return create_app(config, store, scheduler), scheduler
 
 

@@ -124,6 +124,13 @@ def require(entry: ModelEntry, capability: str, what: str | None = None) -> None
         raise errors.does_not_support(str(entry.name), what or capability)
 
 
+def require_completion(entry: ModelEntry, requested: str, what: str) -> None:
+    """Generate/chat on a model that cannot generate (an embedding model): Ollama's 400
+    `"NAME" does not support generate|chat`, with the name as requested."""
+    if "completion" not in entry.config.get("capabilities", []):
+        raise errors.BadRequest(f'"{requested}" does not support {what}')
+
+
 def require_vision(entry: ModelEntry) -> None:
     """Images need a vision model (the wording of Ollama's MLX engine)."""
     if "vision" not in entry.config.get("capabilities", []):

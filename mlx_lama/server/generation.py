@@ -127,7 +127,7 @@ async def generate(request: Request) -> Response:
     common.check_images(req.images)
     svc = common.services(request)
     entry = common.find_model(svc.store, req.model)
-    common.require(entry, "completion", "generate")
+    common.require_completion(entry, req.model, "generate")
     think = _think(entry, req.think, req.model)
     if req.images:
         common.require_vision(entry)
@@ -187,7 +187,7 @@ async def chat(request: Request) -> Response:
         common.check_images(m.images)
     svc = common.services(request)
     entry = common.find_model(svc.store, req.model)
-    common.require(entry, "completion", "chat")
+    common.require_completion(entry, req.model, "chat")
     think = _think(entry, req.think, req.model)
     if any(m.images for m in messages):
         common.require_vision(entry)

@@ -28,7 +28,8 @@ T = TypeVar("T")
 
 def dumps(obj: Any) -> bytes:
     """Compact JSON of a wire object."""
-    return orjson.dumps(to_wire(obj))
+    # numpy float32 rows (embeddings) serialise in float32's shortest form, as Go's []float32.
+    return orjson.dumps(to_wire(obj), option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def json_response(obj: Any, status: int = 200) -> Response:

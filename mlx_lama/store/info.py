@@ -109,8 +109,42 @@ def tokenizer_vocab(tokenizer_json: Path | None) -> set[str]:
     return vocab
 
 
-def capabilities(*, vocab: set[str], chat_template: str, go_template: str) -> list[str]:
+# Encoder-only families: no language-model head, so they embed and never generate.
+ENCODER_TYPES = ("bert", "roberta", "xlm-roberta", "nomic_bert", "distilbert", "modernbert")
+ENCODER_CLASSES = ("BertModel", "RobertaModel", "XLMRobertaModel", "NomicBertModel", "DistilBertModel",
+                   "ModernBertModel")
+
+
+def has_pooling_module(files: dict[str, Path]) -> bool:
+    """Whether the files are a sentence-transformers export: a Pooling module says how to pool."""
+    if "modules.json" in files:
+        try:
+            modules = json.loads(files["modules.json"].read_bytes())
+        except ValueError:
+            modules = []
+        for module in modules if isinstance(modules, list) else []:
+            if isinstance(module, dict) and str(module.get("type", "")).endswith("Pooling"):
+                return f"{module.get('path') or '1_Pooling'}/config.json" in files
+    return "1_Pooling/config.json" in files
+
+
+def is_embedding_model(config: dict[str, Any], *, pooled: bool = False) -> bool:
+    """Whether the model is a sentence encoder rather than a generator: a BERT-like config, or any
+    model shipped with a sentence-transformers Pooling module (`pooled`, e.g. Qwen3-Embedding,
+    whose config names Qwen3ForCausalLM)."""
+    if pooled:
+        return True
+    archs = [str(a) for a in config.get("architectures") or []]
+    if any(a.endswith(("ForCausalLM", "ForConditionalGeneration")) for a in archs):
+        return False
+    return config.get("model_type") in ENCODER_TYPES or any(a in ENCODER_CLASSES for a in archs)
+
+
+def capabilities(*, vocab: set[str], chat_template: str, go_template: str,
+                 embedding: bool = False) -> list[str]:
     """What the model can do, in Ollama's capability names."""
+    if embedding:
+        return ["embedding"]
     caps = ["completion"]
     if "tools" in chat_template or ".Tools" in go_template:
         caps.append("tools")

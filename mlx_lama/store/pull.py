@@ -464,7 +464,8 @@ def _publish(store: Store, name: Name, files: list[RemoteFile], backend: str) ->
     """Describe the model, write its manifest; True if an older version's blobs became unused."""
     paths = {f.name: store.blob_path(f.digest) for f in files}
     config = describe(paths, "")
-    config["backend"] = backend
+    if config["backend"] == "mlx-lm":  # an encoder keeps the embedding backend describe() chose
+        config["backend"] = backend
     blob = store.put_bytes(json.dumps(config, sort_keys=True).encode())
     manifest = Manifest(Layer(mf.CONFIG, blob.digest, blob.size),
                         [Layer(mf.FILE, f.digest, f.size, f.name) for f in files])

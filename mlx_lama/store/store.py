@@ -369,6 +369,7 @@ def describe(files: dict[str, Path], go_template: str) -> dict[str, Any]:
     chat_template = model_info.chat_template_of(files)
     vocab = model_info.tokenizer_vocab(files.get("tokenizer.json"))
     text = {**config, **(config.get("text_config") or {})}
+    embedding = model_info.is_embedding_model(config, pooled=model_info.has_pooling_module(files))
     return {
         "model_format": "safetensors",
         "model_family": arch,
@@ -380,6 +381,7 @@ def describe(files: dict[str, Path], go_template: str) -> dict[str, Any]:
         "context_length": int(text.get("max_position_embeddings") or 0),
         "embedding_length": int(text.get("hidden_size") or 0),
         "capabilities": model_info.capabilities(vocab=vocab, chat_template=chat_template,
-                                                go_template=go_template),
-        "backend": "mlx-lm",
+                                                go_template=go_template, embedding=embedding),
+        # Encoders run on our embedding backend (named as the alias registry names it).
+        "backend": "mlx-embeddings" if embedding else "mlx-lm",
     }

@@ -34,7 +34,7 @@ FIXTURES = load_fixtures(FIXTURE_ROOT)
 BY_ID = {f.id: f for f in FIXTURES}
 NDJSON = "application/x-ndjson"
 JSON_CT = "application/json; charset=utf-8"
-MODELS = {"default": "tiny-llama:latest"}
+MODELS = {"default": "tiny-llama:latest", "embed": "tiny-bert:latest"}  # conftest TINY roles the fixtures use
 
 
 # --------------------------------------------------------------------------- helpers

@@ -318,9 +318,10 @@ def test_version(server: LiveServer) -> None:
 def test_backends() -> None:
     r = cli("127.0.0.1:1", "backends")  # needs no server
     assert r.returncode == 0
-    assert re.match(r"NAME {8}KIND {10}AVAILABLE {4}STATUS", r.stdout)
-    assert re.search(r"^mlx-lm {6}in-process {4}yes {10}installed", r.stdout, re.MULTILINE)
-    assert re.search(r"^vllm-mlx {4}subprocess {4}no {11}not installed", r.stdout, re.MULTILINE)
+    assert re.match(r"NAME {14}KIND {10}AVAILABLE {4}STATUS", r.stdout)
+    assert re.search(r"^mlx-lm {12}in-process {4}yes {10}installed", r.stdout, re.MULTILINE)
+    assert re.search(r"^mlx-embeddings {4}in-process {4}yes {10}installed", r.stdout, re.MULTILINE)
+    assert re.search(r"^vllm-mlx {10}subprocess {4}no {11}not installed", r.stdout, re.MULTILINE)
     assert "GGUF import" in r.stdout
 
 

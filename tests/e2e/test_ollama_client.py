@@ -26,7 +26,7 @@ N = 8  # tokens per generation: small, and enough to compare streamed and non-st
 GREEDY = {"temperature": 0, "num_predict": N, "seed": 7}
 HI = [{"role": "user", "content": "Why is the sky blue?"}]
 DURATIONS = ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration")
-ARCH = {"default": "llama", "qwen3": "qwen3", "fim": "qwen2", "q4": "llama"}  # conftest's TINY
+ARCH = {"default": "llama", "qwen3": "qwen3", "fim": "qwen2", "q4": "llama", "embed": "bert"}  # conftest's TINY
 
 
 def client_for(server: Any) -> ollama.Client:
@@ -94,7 +94,12 @@ def test_show(client: ollama.Client, live_server: Any, role: str) -> None:
     assert isinstance(info[f"{arch}.context_length"], int) and info[f"{arch}.context_length"] > 0
     assert isinstance(info[f"{arch}.embedding_length"], int) and info[f"{arch}.embedding_length"] > 0
     assert info["general.parameter_count"] > 0
-    assert shown.capabilities is not None and "completion" in shown.capabilities
+    assert shown.capabilities is not None
+    if role == "embed":  # an encoder: it embeds, never generates, and has no chat template
+        assert shown.capabilities == ["embedding"]
+        assert shown.details is not None and shown.details.family == arch
+        return
+    assert "completion" in shown.capabilities
     if role == "qwen3":
         assert "thinking" in shown.capabilities
     if role == "fim":
