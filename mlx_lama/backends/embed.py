@@ -14,7 +14,6 @@ positions, SwiGLU); loading it fails with a message that says so.
 
 from __future__ import annotations
 
-import gc
 import json
 import math
 from collections.abc import Callable, Iterator
@@ -24,7 +23,7 @@ from typing import Any, cast
 import numpy as np
 
 from mlx_lama.backends.base import EmbeddingModel, InputTooLong
-from mlx_lama.backends.threads import clear_thread_streams
+from mlx_lama.backends.threads import clear_thread_streams, release_model_memory, weight_bytes
 
 ENCODER_TYPES = ("bert", "roberta", "xlm-roberta")
 # Tokens per padded batch: bounds the activation memory of one forward pass, while long enough
@@ -287,16 +286,9 @@ class EncoderModel:
 
     def memory_bytes(self) -> int:
         """Bytes of all weight arrays."""
-        from mlx.utils import tree_flatten
-
-        flat = cast(list[tuple[str, Any]], tree_flatten(self.model.parameters()))
-        return sum(int(v.nbytes) for _, v in flat)
+        return weight_bytes(self.model)
 
     def close(self) -> None:
         """Drop the weights, return MLX's buffers, and end this thread's MLX streams."""
-        import mlx.core as mx
-
         self.model = None
-        gc.collect()
-        mx.clear_cache()
-        clear_thread_streams()
+        release_model_memory()

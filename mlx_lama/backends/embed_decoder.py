@@ -9,16 +9,15 @@ padding after it, so the last real token's state is the same as without padding.
 
 from __future__ import annotations
 
-import gc
 import json
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
 from mlx_lama.backends.base import InputTooLong
 from mlx_lama.backends.embed import length_batches, pool
-from mlx_lama.backends.threads import clear_thread_streams
+from mlx_lama.backends.threads import release_model_memory, weight_bytes
 
 
 class DecoderEmbedder:
@@ -69,17 +68,10 @@ class DecoderEmbedder:
 
     def memory_bytes(self) -> int:
         """Bytes of all weight arrays."""
-        from mlx.utils import tree_flatten
-
-        flat = cast(list[tuple[str, Any]], tree_flatten(self.model.parameters()))
-        return sum(int(v.nbytes) for _, v in flat)
+        return weight_bytes(self.model)
 
     def close(self) -> None:
         """Drop the weights, return MLX's buffers, and end this thread's MLX streams."""
-        import mlx.core as mx
-
         self.model = None
         self.tokenizer = None
-        gc.collect()
-        mx.clear_cache()
-        clear_thread_streams()
+        release_model_memory()

@@ -5,14 +5,13 @@ Imports are lazy so that the CLI's client verbs never pay for MLX or transformer
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from mlx_lama.backends.base import Cancelled, TokenStep
 from mlx_lama.backends.mlx_batch import MlxBatch
-from mlx_lama.backends.threads import clear_thread_streams
+from mlx_lama.backends.threads import clear_thread_streams, release_model_memory, weight_bytes
 from mlx_lama.engine.params import Options
 
 
@@ -189,19 +188,13 @@ class MlxLmModel:
 
     def memory_bytes(self) -> int:
         """Bytes of all weight arrays."""
-        from mlx.utils import tree_flatten
-
-        return sum(int(v.nbytes) for _, v in tree_flatten(self.model.parameters()))
+        return weight_bytes(self.model)
 
     def close(self) -> None:
         """Drop the weights and release MLX's buffer cache so the memory really goes back."""
-        import mlx.core as mx
-
         self.model = None
         self.tokenizer = None
-        gc.collect()
-        mx.clear_cache()
-        # close() is the last MLX call of the model's own thread: destroy the streams that thread
-        # made, or their C++ threads abort the process at exit ("terminate called without an
-        # active exception", about 9 runs in 10 with two runner threads).
-        clear_thread_streams()
+        # close() is the last MLX call of the model's own thread: its streams must end with it, or
+        # their C++ threads abort the process at exit ("terminate called without an active
+        # exception", about 9 runs in 10 with two runner threads).
+        release_model_memory()

@@ -7,6 +7,7 @@ until exit, so one-off MLX work gets a fresh thread that clears its streams befo
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -20,6 +21,23 @@ def clear_thread_streams() -> None:
 
     if hasattr(mx, "clear_streams"):
         mx.clear_streams()
+
+
+def weight_bytes(module: Any) -> int:
+    """Bytes of every weight array of an MLX module."""
+    from mlx.utils import tree_flatten
+
+    return sum(int(v.nbytes) for _, v in tree_flatten(module.parameters()))
+
+
+def release_model_memory() -> None:
+    """After dropping a model's arrays: give MLX's buffers back to the system and, as this is
+    the owning thread's last MLX call, end its streams."""
+    import mlx.core as mx
+
+    gc.collect()
+    mx.clear_cache()
+    clear_thread_streams()
 
 
 def run_isolated(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
