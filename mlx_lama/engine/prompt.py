@@ -14,13 +14,7 @@ from mlx_lama.api.errors import BadRequest
 from mlx_lama.backends.base import LoadedModel
 from mlx_lama.engine import gotemplate
 from mlx_lama.engine.params import ModelPrompting, Options, PromptSpec
-
-# Fill-in-the-middle markers, by model family (Qwen2.5-Coder / StarCoder / SmolLM, CodeLlama).
-FIM_STYLES = (
-    ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
-    ("<fim_prefix>", "<fim_suffix>", "<fim_middle>"),
-    ("<PRE>", "<SUF>", "<MID>"),
-)
+from mlx_lama.vocab import FIM_MARKERS
 
 # Rendered in place of `.Response`; the prompt ends where the answer would begin.
 _RESPONSE = "\x00mlx-lama-response\x00"
@@ -42,7 +36,7 @@ def is_jinja(template: str) -> bool:
 
 def fim_style(model: LoadedModel) -> tuple[str, str, str] | None:
     """The FIM markers this model's vocabulary has, if any."""
-    for style in FIM_STYLES:
+    for style in FIM_MARKERS:
         if all(model.has_token(t) for t in style):
             return style
     return None

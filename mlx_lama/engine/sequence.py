@@ -17,6 +17,7 @@ from mlx_lama.engine.params import GenJob, Step
 from mlx_lama.engine.prompt import Prompt
 from mlx_lama.engine.stops import StopMatcher
 from mlx_lama.engine.thinking import ThinkSplitter
+from mlx_lama.vocab import THINK_OPEN
 
 Emit = Callable[[Any], None]
 
@@ -52,7 +53,7 @@ class SeqStream:
     def __post_init__(self) -> None:
         job = self.plan.job
         self.stops = StopMatcher(job.options.stop)
-        self.splitter = ThinkSplitter(started=self.plan.prompt.text.rstrip().endswith("<think>")) \
+        self.splitter = ThinkSplitter(started=self.plan.prompt.text.rstrip().endswith(THINK_OPEN)) \
             if job.split_thinking else None
 
     def _send(self, text: str) -> None:

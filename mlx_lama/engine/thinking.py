@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from mlx_lama.vocab import THINK_CLOSE, THINK_OPEN
+
 
 class ThinkSplitter:
     """Routes streamed text to `thinking` until the closing tag, then to `content`."""
 
-    def __init__(self, *, open_tag: str = "<think>", close_tag: str = "</think>",
+    def __init__(self, *, open_tag: str = THINK_OPEN, close_tag: str = THINK_CLOSE,
                  started: bool = False) -> None:
         self.open_tag, self.close_tag = open_tag, close_tag
         # Some templates end the prompt with the open tag: the answer then starts inside it.

@@ -12,10 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-THINK_TOKENS = ("<think>", "</think>")
-FIM_MARKERS = (("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
-               ("<fim_prefix>", "<fim_suffix>", "<fim_middle>"),
-               ("<PRE>", "<SUF>", "<MID>"))
+from mlx_lama.vocab import FIM_MARKERS, THINK_CLOSE, THINK_OPEN
 
 
 def human_number(n: int) -> str:
@@ -150,7 +147,7 @@ def capabilities(*, vocab: set[str], chat_template: str, go_template: str,
         caps.append("tools")
     if ".Suffix" in go_template or any(all(t in vocab for t in style) for style in FIM_MARKERS):
         caps.append("insert")
-    if all(t in vocab for t in THINK_TOKENS):
+    if all(t in vocab for t in (THINK_OPEN, THINK_CLOSE)):
         caps.append("thinking")
     return caps
 
