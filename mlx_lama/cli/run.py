@@ -156,23 +156,29 @@ def render_tool_calls(calls: list[Any], plain: bool) -> str:
     return grey + "\n".join(lines) + default
 
 
-def generate_once(client: Client, opts: RunOptions) -> None:
-    """One-shot ``/api/generate``: stream the answer to stdout, then a blank line."""
-    progress = Progress()
-    progress.add(Spinner(""))
-    plain = not sys.stdout.isatty()
-    printer = _Printer(opts, plain, progress)
-    payload: dict[str, Any] = {"model": opts.model, "prompt": opts.prompt}
+def _request(opts: RunOptions, **body: Any) -> dict[str, Any]:
+    """The fields a generate and a chat request share, sent only when set."""
+    payload: dict[str, Any] = {"model": opts.model, **body}
     if opts.format:
         payload["format"] = opts.format
-    if opts.system:
-        payload["system"] = opts.system
     if opts.options:
         payload["options"] = opts.options
     if opts.keep_alive is not None:
         payload["keep_alive"] = opts.keep_alive
     if opts.think is not None:
         payload["think"] = opts.think
+    return payload
+
+
+def generate_once(client: Client, opts: RunOptions) -> None:
+    """One-shot ``/api/generate``: stream the answer to stdout, then a blank line."""
+    progress = Progress()
+    progress.add(Spinner(""))
+    plain = not sys.stdout.isatty()
+    printer = _Printer(opts, plain, progress)
+    payload = _request(opts, prompt=opts.prompt)
+    if opts.system:
+        payload["system"] = opts.system
     latest: dict[str, Any] = {}
     try:
         for chunk in client.generate(payload):
@@ -194,15 +200,7 @@ def chat_once(client: Client, opts: RunOptions) -> dict[str, Any] | None:
     progress = Progress()
     progress.add(Spinner(""))
     printer = _Printer(opts, False, progress)
-    payload: dict[str, Any] = {"model": opts.model, "messages": opts.messages}
-    if opts.format:
-        payload["format"] = opts.format
-    if opts.options:
-        payload["options"] = opts.options
-    if opts.think is not None:
-        payload["think"] = opts.think
-    if opts.keep_alive is not None:
-        payload["keep_alive"] = opts.keep_alive
+    payload = _request(opts, messages=opts.messages)
     latest: dict[str, Any] = {}
     role = "assistant"
     stream = client.chat(payload)
