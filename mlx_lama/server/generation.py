@@ -1,6 +1,9 @@
 """/api/generate and /api/chat: parse, one engine call, serialise.
 
-`stream: false` folds the same stream into one object; it is never a second code path.
+`generate_reply` and `chat_reply` are the one path of every dialect: they validate a native
+request and return its stream of native chunks, the last one `done` with the metrics. The /api
+handlers send those as NDJSON; `stream: false` folds the same stream into one object (never a
+second code path); the OpenAI and Anthropic routes translate the same chunks.
 """
 
 from __future__ import annotations
@@ -8,18 +11,19 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from mlx_lama.api import errors
-from mlx_lama.api.types import (ChatRequest, ChatResponse, GenerateRequest, GenerateResponse, Message,
-                                now_utc)
+from mlx_lama.api.types import ChatRequest, ChatResponse, GenerateRequest, GenerateResponse, Message, now_utc
 from mlx_lama.engine.params import GenJob, ModelPrompting, Options, PromptSpec, Step, parse_options
 from mlx_lama.server import common
 from mlx_lama.server.streams import json_response, ndjson, unless_disconnected
 from mlx_lama.store.store import ModelEntry
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -81,43 +85,64 @@ def _metrics(step: Step, started: int, load_ns: int) -> dict[str, int]:
             "eval_count": step.eval_count, "eval_duration": step.eval_duration}
 
 
-async def _respond(request: Request, call: _Call, stream: bool | None,
-                   chunk: Callable[[Step], Any], fold: Callable[[list[Any]], Any]) -> Response:
+async def _chunks(request: Request, call: _Call, chunk: Callable[[Step], T]) -> AsyncIterator[T]:
+    """The wire chunks of one call; the last carries the metrics."""
     started = time.perf_counter_ns()
+    async for step, load_ns in _steps(request, call):
+        out = chunk(step)
+        if step.done:
+            for key, value in _metrics(step, started, load_ns).items():
+                setattr(out, key, value)
+        yield out
 
-    async def chunks() -> AsyncIterator[Any]:
-        async for step, load_ns in _steps(request, call):
-            out = chunk(step)
-            if step.done:
-                for key, value in _metrics(step, started, load_ns).items():
-                    setattr(out, key, value)
-            yield out
 
-    if stream is None or stream:
-        return await ndjson(chunks())
+async def _one(item: T) -> AsyncIterator[T]:
+    yield item
 
-    async def collect() -> list[Any]:
-        return [c async for c in chunks()]
 
-    return json_response(fold(await unless_disconnected(request, collect())))
+@dataclass
+class Reply(Generic[T]):
+    """What a generate or chat request produced: its native chunks, the last one `done`.
+
+    `single` marks the load/unload answers, which Ollama sends as one JSON object even when a
+    stream was asked for.
+    """
+
+    chunks: AsyncIterator[T]
+    single: bool = False
+
+
+async def collect(request: Request, chunks: AsyncIterator[T]) -> list[T]:
+    """Every chunk of a reply (for `stream: false`), cancelled if the client goes away."""
+    async def run() -> list[T]:
+        return [c async for c in chunks]
+
+    return await unless_disconnected(request, run())
+
+
+async def _serve(request: Request, reply: Reply[T], stream: bool | None,
+                 fold: Callable[[list[T]], T]) -> Response:
+    """NDJSON, or one folded object for `stream: false` and load/unload."""
+    if reply.single or stream is False:
+        return json_response(fold(await collect(request, reply.chunks)))
+    return await ndjson(reply.chunks)
 
 
 async def _load_or_unload(request: Request, entry: ModelEntry, keep: float | None,
-                          make: Callable[[str], Any]) -> Response:
+                          make: Callable[[str], T]) -> Reply[T]:
     """An empty prompt loads the model (or, with keep_alive 0, unloads it)."""
     svc = common.services(request)
     if keep is not None and keep == 0:
         await svc.scheduler.unload("/".join(entry.name.key()))
-        return json_response(make("unload"))
+        return Reply(_one(make("unload")), single=True)
     opts = common.base_options(entry, svc.config)
     lease = await svc.scheduler.acquire(common.load_spec(svc.store, entry, opts), keep)
     lease.release(keep)
-    return json_response(make("load"))
+    return Reply(_one(make("load")), single=True)
 
 
-async def generate(request: Request) -> Response:
-    """POST /api/generate."""
-    req = await common.read(request, GenerateRequest)
+async def generate_reply(request: Request, req: GenerateRequest) -> Reply[GenerateResponse]:
+    """Validate a generate request and start it (errors before the first chunk raise ApiError)."""
     if not req.model.strip():  # Ollama trims the name first, then echoes it as sent
         raise errors.model_not_found(req.model)
     keep = common.keep_alive(req.keep_alive)
@@ -151,13 +176,21 @@ async def generate(request: Request) -> Response:
             out.debug_info = {"rendered_template": step.rendered}
         return out
 
-    def fold(chunks: list[GenerateResponse]) -> GenerateResponse:
-        final = chunks[-1]
-        final.response = "".join(c.response for c in chunks)
-        final.thinking = "".join(c.thinking for c in chunks)
-        return final
+    return Reply(_chunks(request, call, chunk))
 
-    return await _respond(request, call, req.stream, chunk, fold)
+
+def fold_generate(chunks: list[GenerateResponse]) -> GenerateResponse:
+    """A generate stream as one object: the final chunk with the whole text."""
+    final = chunks[-1]
+    final.response = "".join(c.response for c in chunks)
+    final.thinking = "".join(c.thinking for c in chunks)
+    return final
+
+
+async def generate(request: Request) -> Response:
+    """POST /api/generate."""
+    req = await common.read(request, GenerateRequest)
+    return await _serve(request, await generate_reply(request, req), req.stream, fold_generate)
 
 
 def _message_dict(m: Message) -> dict[str, Any]:
@@ -175,9 +208,8 @@ def _message_dict(m: Message) -> dict[str, Any]:
     return out
 
 
-async def chat(request: Request) -> Response:
-    """POST /api/chat."""
-    req = await common.read(request, ChatRequest)
+async def chat_reply(request: Request, req: ChatRequest) -> Reply[ChatResponse]:
+    """Validate a chat request and start it (errors before the first chunk raise ApiError)."""
     if not req.model.strip():
         raise errors.BadRequest("model is required")
     keep = common.keep_alive(req.keep_alive)
@@ -212,10 +244,18 @@ async def chat(request: Request) -> Response:
             out.debug_info = {"rendered_template": step.rendered}
         return out
 
-    def fold(chunks: list[ChatResponse]) -> ChatResponse:
-        final = chunks[-1]
-        final.message.content = "".join(c.message.content for c in chunks)
-        final.message.thinking = "".join(c.message.thinking for c in chunks)
-        return final
+    return Reply(_chunks(request, call, chunk))
 
-    return await _respond(request, call, req.stream, chunk, fold)
+
+def fold_chat(chunks: list[ChatResponse]) -> ChatResponse:
+    """A chat stream as one object: the final chunk with the whole message."""
+    final = chunks[-1]
+    final.message.content = "".join(c.message.content for c in chunks)
+    final.message.thinking = "".join(c.message.thinking for c in chunks)
+    return final
+
+
+async def chat(request: Request) -> Response:
+    """POST /api/chat."""
+    req = await common.read(request, ChatRequest)
+    return await _serve(request, await chat_reply(request, req), req.stream, fold_chat)
