@@ -27,7 +27,7 @@ from typing import IO, Any
 
 from mlx_lama import __version__
 
-__all__ = ["Client", "ConnectError", "ResponseError", "Stream", "default_base_url"]
+__all__ = ["Client", "ConnectError", "ResponseError", "Stream", "default_api_key", "default_base_url"]
 
 Stream = Generator[dict[str, Any], None, None]
 """Objects of a streamed answer; ``close()`` it to hang up (the server then stops generating)."""
@@ -80,6 +80,28 @@ def default_base_url() -> str:
     from mlx_lama.hostaddr import parse_host
 
     return parse_host(value).connect_url()
+
+
+def _env(var: str) -> str:
+    return (os.environ.get(var) or "").strip().strip("\"'").strip()
+
+
+def default_api_key() -> str | None:
+    """The key the CLI sends as ``Authorization: Bearer``: ``MLX_LAMA_API_KEY``, the file named by
+    ``MLX_LAMA_API_KEY_FILE``, or else ``OLLAMA_API_KEY``, which Ollama's own clients send.
+
+    Read here rather than through config.py, as ``OLLAMA_HOST`` is: importing config costs start-up
+    time every client verb would pay.
+    """
+    key = _env("MLX_LAMA_API_KEY")
+    path = _env("MLX_LAMA_API_KEY_FILE")
+    if not key and path:
+        try:
+            with open(os.path.expanduser(path), encoding="utf-8") as f:
+                key = f.read().strip()
+        except (OSError, UnicodeDecodeError):
+            pass  # the server answers 401 with its own message; no reason to fail here
+    return key or _env("OLLAMA_API_KEY") or None
 
 
 def _user_agent() -> str:
@@ -294,12 +316,16 @@ class _CountingReader:
 class Client:
     """A synchronous client of the Ollama HTTP API at ``base_url`` (default: ``OLLAMA_HOST``)."""
 
-    def __init__(self, base_url: str | None = None, *, connect_timeout: float = 10.0) -> None:
+    def __init__(self, base_url: str | None = None, *, connect_timeout: float = 10.0,
+                 api_key: str | None = None) -> None:
         self.base_url = (base_url or default_base_url()).rstrip("/")
         self._https, self._host, self._port, self._prefix = _split_url(self.base_url)
         self._connect_timeout = connect_timeout
         self._conn: _Connection | None = None
         self._headers = {"User-Agent": _user_agent()}
+        key = api_key if api_key is not None else default_api_key()
+        if key:
+            self._headers["Authorization"] = f"Bearer {key}"
 
     def close(self) -> None:
         """Close the kept-alive connection (a stream in progress is abandoned)."""

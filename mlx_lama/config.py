@@ -46,6 +46,47 @@ def _bool(env: Mapping[str, str], key: str) -> bool:
     return _clean(env.get(key)).lower() in {"1", "true", "yes", "on"}
 
 
+# The schemes an OLLAMA_ORIGINS entry without a `*` must start with (gin-contrib/cors with
+# Ollama's AllowBrowserExtensions); Ollama refuses to start on anything else, and so do we.
+ORIGIN_SCHEMES = ("http://", "https://", "chrome-extension://", "safari-extension://",
+                  "moz-extension://", "ms-browser-extension://")
+
+
+def parse_origins(raw: str) -> tuple[str, ...]:
+    """OLLAMA_ORIGINS: comma-separated origins, each exact or with one `*` wildcard.
+
+    Ollama keeps entries as written (a space after a comma makes it refuse to start); we trim
+    each entry and skip empty ones, and otherwise refuse what Ollama refuses.
+    """
+    origins = tuple(o.strip() for o in _clean(raw).split(",") if o.strip())
+    for origin in origins:
+        if origin.count("*") > 1:
+            raise ConfigError(f"OLLAMA_ORIGINS: {origin!r}: only one * is allowed")
+        if "*" not in origin and not origin.lower().startswith(ORIGIN_SCHEMES):
+            raise ConfigError(f"OLLAMA_ORIGINS: bad origin {origin!r}: origins must contain '*' or "
+                              f"include {','.join(ORIGIN_SCHEMES)}")
+    return origins
+
+
+def read_key_file(path: str) -> str:
+    """An API key kept in a file (so it is not in the process list); surrounding space is dropped."""
+    try:
+        key = Path(path).expanduser().read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"API key file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not key:
+        raise ConfigError(f"API key file {path} is empty")
+    return key
+
+
+def _api_key(env: Mapping[str, str]) -> str | None:
+    key = _clean(env.get("MLX_LAMA_API_KEY"))
+    if key:
+        return key
+    path = _clean(env.get("MLX_LAMA_API_KEY_FILE"))
+    return read_key_file(path) if path else None
+
+
 @dataclass(frozen=True)
 class Config:
     """Server and client settings, read once from the environment."""
@@ -65,7 +106,9 @@ class Config:
     # prefixes); least recently used entries go first; 0 turns reuse off.
     prompt_cache_bytes: int = DEFAULT_PROMPT_CACHE_BYTES
     context_length: int = DEFAULT_CONTEXT_LENGTH
-    origins: tuple[str, ...] = ()
+    origins: tuple[str, ...] = ()  # OLLAMA_ORIGINS, beyond the always-allowed local ones
+    # When set, every route but `/`, `/api/version` and CORS preflights needs this bearer key.
+    api_key: str | None = field(default=None, repr=False)
     debug: bool = False
     shutdown_grace: float = 10.0  # seconds in-flight streams get to finish on shutdown
     # Where pulls reach the Hugging Face hub (HF_ENDPOINT, as huggingface_hub reads it: a mirror,
@@ -84,7 +127,6 @@ class Config:
             raise ConfigError(f"OLLAMA_KEEP_ALIVE: {exc}") from None
         max_loaded = _int(env, "OLLAMA_MAX_LOADED_MODELS", 0)
         context = _int(env, "OLLAMA_CONTEXT_LENGTH", 0)
-        origins = tuple(o.strip() for o in _clean(env.get("OLLAMA_ORIGINS")).split(",") if o.strip())
         return cls(
             host=parse_host(env.get("OLLAMA_HOST")),
             models_dir=Path(models).expanduser() if models else Path.home() / ".mlx-lama" / "models",
@@ -98,7 +140,8 @@ class Config:
             prompt_cache_bytes=max(0, _int(env, "MLX_LAMA_PROMPT_CACHE_BYTES",
                                            DEFAULT_PROMPT_CACHE_BYTES)),
             context_length=context if context > 0 else DEFAULT_CONTEXT_LENGTH,
-            origins=origins,
+            origins=parse_origins(env.get("OLLAMA_ORIGINS", "")),
+            api_key=_api_key(env),
             debug=_bool(env, "OLLAMA_DEBUG"),
             shutdown_grace=float(_int(env, "MLX_LAMA_SHUTDOWN_GRACE", 10)),
             hf_endpoint=(_clean(env.get("HF_ENDPOINT")) or DEFAULT_HF_ENDPOINT).rstrip("/"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from functools import cache
@@ -158,18 +159,41 @@ def _decode_value(tp: Any, value: Any, struct: str, path: str) -> Any:
 # ---------------------------------------------------------------- JSON syntax errors
 
 
+def _no_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON; Python's parser takes them, Go's does not.
+    raise WireError(f"invalid character '{name[0] if name[0] != '-' else 'I'}' looking for beginning of value")
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if value in (math.inf, -math.inf):  # Go: a number that overflows float64 is an error
+        raise WireError(f"json: cannot unmarshal number {text} into Go value of type float64")
+    return value
+
+
+def _int(text: str) -> int:
+    if len(text) > 309:  # beyond float64 (what Go decodes a number into), and Python's digit limit
+        raise WireError(f"json: cannot unmarshal number {text[:20]}... into Go value of type float64")
+    return int(text)
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_float, parse_int=_int)
+
+
 def parse_body(raw: bytes) -> Any:
     """Parse a request body as JSON whatever its Content-Type, with Go-worded syntax errors."""
     if not raw.strip():
         raise WireError("missing request body")
     try:
         # Go's stream decoder (what Ollama's router uses) reads the first value and ignores the rest.
-        return json.JSONDecoder().raw_decode(raw.decode().lstrip())[0]
+        return _DECODER.raw_decode(raw.decode().lstrip())[0]
     except UnicodeDecodeError:
         raise WireError("invalid character looking for beginning of value") from None
+    except RecursionError:  # Python's parser nests less deeply than Go's (10,000 levels)
+        raise WireError("exceeded max depth") from None
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data":  # Go's json.Decoder (gin) reads the first value, ignores the rest
-            return json.JSONDecoder().raw_decode(exc.doc, len(exc.doc) - len(exc.doc.lstrip()))[0]
+            return _DECODER.raw_decode(exc.doc, len(exc.doc) - len(exc.doc.lstrip()))[0]
         raise WireError(_go_syntax_message(exc)) from None
 
 

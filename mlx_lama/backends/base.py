@@ -69,6 +69,7 @@ class LoadedModel(Protocol):
     """A model in memory, driven from its runner thread."""
 
     bos_token: str | None
+    vocab_size: int  # token ids run from 0 to vocab_size - 1; others must never reach the model
 
     def encode(self, text: str, *, special: bool) -> list[int]:
         """Token ids of `text`; `special` adds the tokenizer's own BOS/EOS framing."""

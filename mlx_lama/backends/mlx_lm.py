@@ -58,10 +58,10 @@ def _sampler(opts: Options) -> Callable[[Any], Any]:
         filters.append(lambda x: _apply_typical(x, opts.typical_p))
     if 0 < opts.top_p < 1.0:
         filters.append(lambda x: apply_top_p(x, opts.top_p))
-    if opts.min_p > 0:
-        filters.append(lambda x: apply_min_p(x, opts.min_p))
-    if opts.top_k > 0:
-        filters.append(lambda x: apply_top_k(x, opts.top_k))
+    if opts.min_p > 0:  # above 1 keeps only the likeliest token, as llama.cpp does
+        filters.append(lambda x: apply_min_p(x, min(opts.min_p, 1.0)))
+    if opts.top_k > 0:  # a k of the whole vocabulary or more filters nothing (mlx-lm refuses it)
+        filters.append(lambda x: x if opts.top_k >= x.shape[-1] else apply_top_k(x, opts.top_k))
     key = [mx.random.key(opts.seed)] if opts.seed >= 0 else None
     inv_temp = 1.0 / opts.temperature
 
@@ -116,6 +116,7 @@ class MlxLmModel:
         self.tokenizer = tokenizer
         self.bos_token: str | None = getattr(tokenizer, "bos_token", None)
         self._vocab: dict[str, int] = tokenizer.get_vocab()
+        self.vocab_size = max(self._vocab.values(), default=-1) + 1
 
     def encode(self, text: str, *, special: bool) -> list[int]:
         """Token ids of `text`."""

@@ -25,12 +25,18 @@ __all__ = ["build_parser", "main"]
 NOT_RUNNING = "could not connect to mlx-lama server, run 'mlx-lama serve' to start it"
 
 
-def _serve() -> int:
-    from mlx_lama.config import Config, ConfigError
+def _serve(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from mlx_lama.config import Config, ConfigError, read_key_file
     from mlx_lama.server.app import serve
 
     try:
         config = Config.from_env()
+        if args.api_key_file:
+            config = replace(config, api_key=read_key_file(args.api_key_file))
+        elif args.api_key is not None:
+            config = replace(config, api_key=args.api_key.strip() or None)
     except ConfigError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
@@ -156,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return 0
         if command in ("serve", "start"):
-            return _serve()
+            return _serve(args)
         if command == "help":
             return _help(parser, args.topic)
         if command == "backends":

@@ -14,6 +14,8 @@ def _env(rows: list[tuple[str, str]]) -> str:
 _HOST = ("OLLAMA_HOST", "IP Address for the mlx-lama server (default 127.0.0.1:11434)")
 
 _NOHISTORY = ("OLLAMA_NOHISTORY", "Do not preserve readline history (~/.mlx-lama/history)")
+_KEY = ("MLX_LAMA_API_KEY", "API key: serve requires it (Authorization: Bearer); client verbs send it "
+        "(else OLLAMA_API_KEY)")
 _SERVER = [
     ("OLLAMA_DEBUG", "Show additional debug information (e.g. OLLAMA_DEBUG=1)"),
     _HOST,
@@ -24,17 +26,19 @@ _SERVER = [
     ("OLLAMA_MODELS", "The path to the models directory (default ~/.mlx-lama/models)"),
     ("OLLAMA_NUM_PARALLEL", "Maximum number of parallel requests (default 1)"),
     ("OLLAMA_ORIGINS", "A comma separated list of allowed origins"),
+    _KEY,
+    ("MLX_LAMA_API_KEY_FILE", "Read MLX_LAMA_API_KEY from this file instead (serve and clients)"),
     ("MLX_LAMA_SHUTDOWN_GRACE", "Seconds in-flight streams get to finish on shutdown (default 10)"),
     ("MLX_LAMA_REGISTRY", "Your model-name aliases (default ~/.mlx-lama/registry.yaml)"),
     ("HF_ENDPOINT", "The Hugging Face hub pulls download from (default https://huggingface.co)"),
     ("HF_TOKEN", "Hugging Face token for gated and private repositories"),
 ]
 
-CLIENT_ENV = _env([_HOST])
-RUN_ENV = _env([_HOST, _NOHISTORY])
+CLIENT_ENV = _env([_HOST, _KEY])
+RUN_ENV = _env([_HOST, _KEY, _NOHISTORY])
 SERVE_ENV = _env(_SERVER)
 # The top-level help (and so the man page) lists every variable any verb reads.
-ALL_ENV = _env([_HOST, _NOHISTORY] + [row for row in _SERVER if row is not _HOST])
+ALL_ENV = _env([_HOST, _KEY, _NOHISTORY] + [row for row in _SERVER if row not in (_HOST, _KEY)])
 
 NO_AUTOSTART = ("The client verbs talk to the server at OLLAMA_HOST and never start one:\n"
                 "run 'mlx-lama serve' first (in another terminal, or as a service).")

@@ -74,8 +74,13 @@ def build_parser() -> CliParser:
     parser.add_argument("-v", "--version", action="store_true", help="Show version information")
     sub = parser.add_subparsers(dest="command", metavar="command", parser_class=CliParser)
 
-    _verb(sub, "serve", "Start mlx-lama", help_text.SERVE_ENV, aliases=("start",),
-          description="Start the mlx-lama server in the foreground, on OLLAMA_HOST.")
+    p = _verb(sub, "serve", "Start mlx-lama", help_text.SERVE_ENV, aliases=("start",),
+              description="Start the mlx-lama server in the foreground, on OLLAMA_HOST.")
+    key = p.add_mutually_exclusive_group()
+    key.add_argument("--api-key", metavar="KEY", help="Require 'Authorization: Bearer KEY' on every "
+                     "route but / and /api/version (overrides MLX_LAMA_API_KEY; visible to other "
+                     "local users in the process list: prefer --api-key-file)")
+    key.add_argument("--api-key-file", metavar="FILE", help="Read the API key from FILE")
 
     p = _verb(sub, "create", "Create a model", help_text.CLIENT_ENV, description=(
         "Create a model from a Modelfile. FROM names a local MLX model directory (its files are\n"

@@ -93,6 +93,7 @@ class BatchLoop:
                 limit = plan.limit if plan.limit is not None else window
                 uid, evaluated = self.batch.insert(plan.ids, job.options, limit)
                 self.runner.prompt_tokens_evaluated += evaluated
+                seq.cached = len(plan.ids) - evaluated
                 seq.start = _now()
                 self.running[uid] = seq
             except Exception as exc:  # noqa: BLE001 - surfaced to that client only

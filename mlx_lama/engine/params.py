@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,9 @@ from typing import Any
 from mlx_lama.api.errors import ApiError, BadRequest
 
 log = logging.getLogger("mlx_lama.options")
+
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+MIN_NUM_CTX = 4  # Ollama's scheduler raises smaller windows to this
 
 
 class OptionError(ApiError):
@@ -65,9 +69,13 @@ def _coerce(key: str, value: Any, tp: type) -> Any:
         if not isinstance(value, bool):
             raise OptionError(f'option "{key}" must be of type boolean')
         return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise OptionError(f'option "{key}" must be of type {_go_type(tp)}')
-    return int(value) if tp is int else float(value)  # ints arrive as floats from JS clients
+    if tp is float:
+        return float(value)
+    # Ints arrive as floats from JS clients. Clamped to 32 bits, as llama.cpp stores them: MLX
+    # takes no wider sizes and indices, and nothing means more than 2**31 tokens.
+    return max(INT_MIN, min(INT_MAX, int(value)))
 
 
 def parse_options(raw: Mapping[str, Any] | None, base: Options) -> Options:
@@ -103,6 +111,8 @@ def parse_options(raw: Mapping[str, Any] | None, base: Options) -> Options:
                 raise BadRequest(f'option "{key}" is not supported by mlx-lama (only {neutral!r} is)')
         else:
             log.warning("invalid option provided: %s", key)
+    if "num_ctx" in changes:
+        changes["num_ctx"] = max(MIN_NUM_CTX, changes["num_ctx"])
     return dataclasses.replace(base, **changes)
 
 
@@ -159,6 +169,7 @@ class Step:
     eval_duration: int = 0
     context: list[int] | None = None
     rendered: str | None = None  # render-only requests
+    cached_tokens: int = 0  # prompt tokens reused from the prompt cache (final step; metrics only)
 
 
 @dataclass

@@ -145,6 +145,10 @@ def _with_context(spec: PromptSpec, model: LoadedModel, ids: list[int]) -> list[
     """Prepend generate's deprecated `context`; the continuation must not restart with BOS."""
     if not spec.context:
         return ids
+    # Ids come from the client; one outside the vocabulary would index past the embedding table.
+    bad = next((t for t in spec.context if not 0 <= t < model.vocab_size), None)
+    if bad is not None:
+        raise BadRequest(f"invalid context: token {bad} is not in the model's vocabulary")
     bos = model.encode(model.bos_token, special=False) if model.bos_token else []
     if bos and ids[: len(bos)] == bos:
         ids = ids[len(bos):]

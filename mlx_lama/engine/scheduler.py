@@ -234,6 +234,15 @@ class Scheduler:
                                     expires, slot.spec.context_length))
         return sorted(out, key=lambda r: r.expires_at, reverse=True)
 
+    def loaded(self) -> list[tuple[str, Runner]]:
+        """Each loaded model's display name and runner (read by /metrics)."""
+        return [(slot.spec.name, slot.runner) for slot in self._slots.values()]
+
+    @property
+    def in_flight(self) -> int:
+        """Requests holding a model or waiting for one (read by /metrics)."""
+        return self._inflight
+
     def is_loaded(self, key: str) -> bool:
         """Whether a model of that name is resident."""
         return key in self._slots

@@ -49,6 +49,7 @@ class SeqStream:
     generated: list[int] = field(default_factory=list)
     reason: str = ""
     ended: bool = False  # a stop string was reached: the rest of the output is dropped
+    cached: int = 0  # prompt tokens the batch reused from its prompt cache
 
     def __post_init__(self) -> None:
         job = self.plan.job
@@ -91,4 +92,5 @@ class SeqStream:
             prompt_eval_count=len(ids), prompt_eval_duration=first - self.start,
             eval_count=len(self.generated), eval_duration=end - first,
             context=ids + self.generated if self.plan.job.want_context else None,
+            cached_tokens=self.cached,
         ))

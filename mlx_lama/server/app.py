@@ -12,6 +12,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
@@ -21,8 +22,13 @@ from mlx_lama.api.errors import ApiError
 from mlx_lama.api.types import VersionResponse
 from mlx_lama.config import Config
 from mlx_lama.engine.scheduler import Scheduler
-from mlx_lama.server import embeddings, generation, models
+from mlx_lama.server import access_log, embeddings, generation, models
 from mlx_lama.server.common import Services
+from mlx_lama.server.cors import OriginPolicy
+from mlx_lama.server.metrics import Metrics
+from mlx_lama.server.metrics import endpoint as metrics_endpoint
+from mlx_lama.server.observe import Observer
+from mlx_lama.server.security import Guard, Secret, listens_on_loopback
 from mlx_lama.server.streams import error_response, json_response
 from mlx_lama.store.store import Store
 
@@ -63,6 +69,7 @@ ROUTES = [
     Route("/api/blobs/{digest}", blobs, methods=["HEAD", "POST"]),
     Route("/api/import", models.import_ollama, methods=["POST"]),  # ours: Ollama installations
     Route("/v1/embeddings", embeddings.openai_embeddings, methods=["POST"]),
+    Route("/metrics", metrics_endpoint, methods=["GET"]),  # ours: Prometheus
 ]
 
 
@@ -91,9 +98,18 @@ def create_app(config: Config, store: Store, scheduler: Scheduler) -> Starlette:
         yield
         await scheduler.shutdown()  # unload every model and join the runner threads
 
-    app = Starlette(routes=ROUTES, lifespan=lifespan, exception_handlers={
+    metrics = Metrics(scheduler)
+    middleware = [
+        # Outermost, so refused requests are counted and logged too.
+        Middleware(Observer, routes=ROUTES, sinks=[metrics.observe, access_log.write]),
+        Middleware(Guard, origins=OriginPolicy(config.origins),
+                   api_key=Secret(config.api_key) if config.api_key else None,
+                   check_host=listens_on_loopback(config.host.host)),
+    ]
+    app = Starlette(routes=ROUTES, lifespan=lifespan, middleware=middleware, exception_handlers={
         ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected})
     app.state.services = Services(config, store, scheduler)
+    app.state.metrics = metrics
     return app
 
 
@@ -138,6 +154,10 @@ def serve(config: Config) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app, scheduler = build(config)
     log.info("mlx-lama listening on %s (models in %s)", config.host.url(), config.models_dir)
+    log.info("API key %s; Host check %s; extra allowed origins: %s",
+             "required" if config.api_key else "off (set MLX_LAMA_API_KEY to require one)",
+             "on" if listens_on_loopback(config.host.host) else "off (not listening on loopback)",
+             ", ".join(config.origins) or "none")
     # An empty host (`OLLAMA_HOST=:8080`) listens on every interface, as Go's net.Listen does.
     server = _Server(uvicorn.Config(app, host=config.host.host or "0.0.0.0", port=config.host.port,
                                     log_level="debug" if config.debug else "warning",

@@ -30,7 +30,7 @@ from mlx_lama.api.types import (
     OpenAIErrorBody,
 )
 from mlx_lama.engine.params import EmbedJob, parse_options
-from mlx_lama.server import common
+from mlx_lama.server import common, observe
 from mlx_lama.server.streams import json_response, unless_disconnected
 from mlx_lama.store.store import ModelEntry
 
@@ -79,8 +79,9 @@ async def run_embed(request: Request, entry: ModelEntry, texts: list[str], *, tr
             request, lease.embed(EmbedJob(texts, truncate=truncate, num_ctx=opts.num_ctx)))
     finally:
         lease.release(keep)
-    return Embedded(np.asarray(result.vectors, np.float32), sum(result.token_counts),
-                    lease.load_duration_ns)
+    tokens = sum(result.token_counts)
+    observe.note_embedding(request, entry.name.display(), tokens)
+    return Embedded(np.asarray(result.vectors, np.float32), tokens, lease.load_duration_ns)
 
 
 def normalize(vectors: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from mlx_lama.api import errors
 from mlx_lama.api.types import ChatRequest, ChatResponse, GenerateRequest, GenerateResponse, Message, now_utc
 from mlx_lama.engine.params import GenJob, ModelPrompting, Options, PromptSpec, Step, parse_options
-from mlx_lama.server import common
+from mlx_lama.server import common, observe
 from mlx_lama.server.streams import json_response, ndjson, unless_disconnected
 from mlx_lama.store.store import ModelEntry
 
@@ -91,8 +91,10 @@ async def _chunks(request: Request, call: _Call, chunk: Callable[[Step], T]) -> 
     async for step, load_ns in _steps(request, call):
         out = chunk(step)
         if step.done:
-            for key, value in _metrics(step, started, load_ns).items():
+            metrics = _metrics(step, started, load_ns)
+            for key, value in metrics.items():
                 setattr(out, key, value)
+            observe.note_generation(request, call.entry.name.display(), step, metrics["total_duration"])
         yield out
 
 
