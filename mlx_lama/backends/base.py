@@ -18,6 +18,11 @@ class Cancelled(Exception):
     """Raised inside a backend when the request was cancelled (client gone)."""
 
 
+class ModelLost(Exception):
+    """Raised by a loaded model that can no longer serve (e.g. its server process died): the
+    runner fails every request it holds and the scheduler loads the model again on next use."""
+
+
 class InputTooLong(Exception):
     """An embedding input is longer than the window and the request forbade truncation."""
 

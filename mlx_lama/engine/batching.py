@@ -16,7 +16,8 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from mlx_lama.api.errors import ApiError
-from mlx_lama.backends.base import Batch, Cancelled
+from mlx_lama.backends.base import Batch, Cancelled, ModelLost
+from mlx_lama.engine.failures import failure
 from mlx_lama.engine.params import GenJob
 from mlx_lama.engine.sequence import Emit, SeqStream
 
@@ -29,12 +30,8 @@ Job = tuple[GenJob, Emit, threading.Event]
 
 
 def _fail(emit: Emit, exc: BaseException) -> None:
-    if isinstance(exc, Cancelled):
-        return
-    if isinstance(exc, ApiError):
-        emit(exc)
-    else:
-        emit(ApiError(str(exc) or type(exc).__name__))
+    if not isinstance(exc, Cancelled):
+        emit(failure(exc))
 
 
 class BatchLoop:
@@ -117,6 +114,12 @@ class BatchLoop:
                     self.batch.remove(uid)
                 _fail(seq.emit, exc)
             self.running.clear()
+            if isinstance(exc, ModelLost):  # nothing more can run here: fail the waiting, stop
+                self.runner.mark_lost()
+                for _, emit, _ in self.waiting:
+                    _fail(emit, exc)
+                self.waiting.clear()
+                self.stopping = True
             return
         for t in tokens:
             found = self.running.get(t.uid)

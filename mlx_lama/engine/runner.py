@@ -23,9 +23,10 @@ from typing import Any, cast
 
 from mlx_lama.api.errors import ApiError, BadRequest
 from mlx_lama.backends.base import (Backend, Batch, Cancelled, EmbeddingModel, InputTooLong,
-                                    LoadedModel)
+                                    LoadedModel, ModelLost)
 from mlx_lama.engine import prompt as prompting
 from mlx_lama.engine.batching import BatchLoop
+from mlx_lama.engine.failures import RUNNER_STOPPED, describe, failure
 from mlx_lama.engine.params import EmbedJob, EmbedResult, GenJob, Step
 from mlx_lama.engine.sequence import Emit, Plan, SeqStream
 
@@ -59,6 +60,10 @@ class Runner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._model: LoadedModel | EmbeddingModel | None = None
         self._active: dict[threading.Event, Emit] = {}  # streams in flight, for abort_all
+        # Set once the backend raised ModelLost: no job is queued after that (the gate orders
+        # the check against the thread's final drain), and the scheduler replaces the runner.
+        self.lost = False
+        self._gate = threading.Lock()
 
     # ------------------------------------------------------------ event-loop side
 
@@ -101,7 +106,10 @@ class Runner:
             except RuntimeError:  # the loop closed under us (shutdown): nobody is listening
                 cancel.set()
 
-        self._jobs.put((job, emit, cancel))
+        with self._gate:
+            if self.lost:
+                raise ApiError(RUNNER_STOPPED)
+            self._jobs.put((job, emit, cancel))
         self._active[cancel] = emit
         try:
             while True:
@@ -114,6 +122,11 @@ class Runner:
         finally:
             cancel.set()
             self._active.pop(cancel, None)
+
+    def mark_lost(self) -> None:
+        """The model cannot serve any more (runner thread): refuse new jobs from now on."""
+        with self._gate:
+            self.lost = True
 
     def abort_all(self, message: str) -> None:
         """End every stream of this runner with an error line (shutdown grace period is over)."""
@@ -129,7 +142,7 @@ class Runner:
             self.memory_bytes = self._model.memory_bytes()
         except Exception as exc:  # noqa: BLE001 - any load failure is reported to the waiter
             log.exception("loading %s failed", self.label)
-            self._resolve_loaded(LoadError(f"failed to load model {self.label}: {exc}"))
+            self._resolve_loaded(LoadError(f"failed to load model {self.label}: {describe(exc)}"))
             self._drain()
             return
         self._resolve_loaded(None)
@@ -170,7 +183,10 @@ class Runner:
                 emit(exc)
             except Exception as exc:  # noqa: BLE001 - surfaced to the client as an error line
                 log.exception("generation failed on %s", self.label)
-                emit(ApiError(str(exc) or type(exc).__name__))
+                emit(failure(exc))
+                if isinstance(exc, ModelLost):
+                    self.mark_lost()
+                    return  # _main frees the model and fails what is still queued
 
     def _resolve_loaded(self, error: BaseException | None) -> None:
         assert self._loop is not None and self._loaded is not None
@@ -192,7 +208,7 @@ class Runner:
             except queue.Empty:
                 return
             if item is not None:
-                item[1](ApiError("model was unloaded"))
+                item[1](ApiError(RUNNER_STOPPED if self.lost else "model was unloaded"))
 
     def _embed(self, job: EmbedJob, emit: Emit) -> None:
         if not hasattr(self._model, "embed"):

@@ -124,8 +124,9 @@ class Scheduler:
     async def _slot_for(self, spec: LoadSpec, keep_alive: float | None) -> _Slot:
         while True:
             slot = self._slots.get(spec.key)
-            if slot is not None and slot.spec.digest != spec.digest:
-                # The name now points at another model (re-created): reload once the old is idle.
+            if slot is not None and (slot.spec.digest != spec.digest or slot.runner.lost):
+                # The name now points at another model (re-created), or the backend lost the
+                # model (ModelLost): reload once the old one is idle.
                 if slot.refs == 0:
                     await self._unload(slot)
                 else:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -31,6 +31,9 @@ from mlx_lama.server.observe import Observer
 from mlx_lama.server.security import Guard, Secret, listens_on_loopback
 from mlx_lama.server.streams import error_response, json_response
 from mlx_lama.store.store import Store
+
+if TYPE_CHECKING:
+    from mlx_lama.backends.base import Backend
 
 log = logging.getLogger("mlx_lama.server")
 
@@ -138,13 +141,16 @@ class _Server(uvicorn.Server):
             timer.cancel()
 
 
-def build(config: Config) -> tuple[Starlette, Scheduler]:
-    """The production app: the store under OLLAMA_MODELS, the mlx-lm and embedding backends."""
+def build(config: Config, backends: Mapping[str, Backend] | None = None) -> tuple[Starlette, Scheduler]:
+    """The production app: the store under OLLAMA_MODELS, the mlx-lm and embedding backends
+    (`backends` replaces some by name: tests inject faults through it)."""
     from mlx_lama.backends.embed import EmbedBackend
     from mlx_lama.backends.mlx_lm import MlxLmBackend
 
     store = Store(config.models_dir)
-    scheduler = Scheduler(config, {"mlx-lm": MlxLmBackend(), "mlx-embeddings": EmbedBackend()})
+    chosen: dict[str, Backend] = {"mlx-lm": MlxLmBackend(), "mlx-embeddings": EmbedBackend()}
+    chosen.update(backends or {})
+    scheduler = Scheduler(config, chosen)
     return create_app(config, store, scheduler), scheduler
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fnmatch
 import hashlib
 import json
@@ -75,6 +76,7 @@ DOWNLOAD_RETRIES = 2  # resumed attempts after a dropped connection, within one 
 RETRY_BACKOFF = 0.25  # seconds, times the attempt number
 SMALL_FILE_LIMIT = 64 << 20  # a non-LFS file is at most 10 MB on the hub; refuse absurd ones
 TIMEOUT = httpx.Timeout(30.0, read=120.0)
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class PullError(StoreError):
@@ -232,7 +234,10 @@ async def _fetch_small(client: httpx.AsyncClient, store: Store, f: RemoteFile,
     f.sha256 = hashlib.sha256(blob).hexdigest()
     f.size = len(blob)
     if not store.has_blob(f.digest):
-        await asyncio.to_thread(store.write_blob, f.digest, [blob])
+        try:
+            await asyncio.to_thread(store.write_blob, f.digest, [blob])
+        except OSError as exc:  # the writer removed its temporary file
+            raise PullError(f"write {f.name}: {exc.strerror or exc}") from None
 
 
 # ---------------------------------------------------------------- downloads of large files
@@ -374,6 +379,10 @@ async def _download(store: Store, dl: _Download, headers: dict[str, str],
             raise PullError(f"{DIGEST_MISMATCH}: want {f.digest}, got sha256:{got}")
         await asyncio.to_thread(os.replace, part.path, target)
     except OSError as exc:
+        if exc.errno in DISK_FULL:
+            # Keeping the partial file would keep the disk full for everything else on the
+            # machine; the next pull starts this file over.
+            await asyncio.to_thread(part.path.unlink, missing_ok=True)
         raise PullError(f"write {part.path}: {exc.strerror or exc}") from None
     dl.completed = f.size
 
@@ -504,7 +513,10 @@ async def pull(store: Store, name: Name, *, endpoint: str,
         if missing:
             raise PullError(f"pull model: files vanished during the pull: {', '.join(missing)}")
         yield ProgressResponse(status="writing manifest")
-        replaced = await asyncio.to_thread(_publish, store, name, files, source.backend)
+        try:
+            replaced = await asyncio.to_thread(_publish, store, name, files, source.backend)
+        except OSError as exc:  # the store leaves no temporary file and no manifest behind
+            raise PullError(f"writing manifest: {exc.strerror or exc}") from None
     if replaced:
         yield ProgressResponse(status="removing unused layers")
         await asyncio.to_thread(store.collect_garbage)

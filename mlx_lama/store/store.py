@@ -13,6 +13,7 @@ manifest references.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -119,7 +120,10 @@ class BlobWriter:
 
     def abort(self) -> None:
         """Discard whatever was not committed (safe to call after commit)."""
-        self._out.close()
+        try:
+            self._out.close()
+        except OSError:
+            pass  # a full disk fails the flush in close() too: the file goes anyway
         if os.path.exists(self._tmp):
             os.unlink(self._tmp)
 
@@ -249,9 +253,14 @@ class Store:
                 raise StoreError(f"blob {digest} not found", 400)
         with self._lock:
             fd, tmp = self._temp(path.parent)
-            with os.fdopen(fd, "wb") as f:
-                f.write(manifest.to_bytes())
-            os.replace(tmp, path)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(manifest.to_bytes())
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)  # a failed write (disk full) leaves no temporary behind
+                raise
 
     def copy(self, source: Name, destination: Name) -> None:
         """Give a model a second name; no blob is duplicated."""

@@ -33,7 +33,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 # Ollama answers these with 500 too (reference §3.3): option type errors, failed pulls.
 ALLOWED_500 = [
-    re.compile(r'^option "[^"]+" must be of (type (float32|integer|array|boolean|string)|an array of strings)$'),
+    re.compile(r'^option "[^"]+" must be of (type (float32|integer|array|boolean)|an array of strings)$'),
     re.compile(r"^pull model manifest: "),
     re.compile(r'^invalid format: '),  # llm/server.go Completion: a format neither "json" nor a schema
 ]

@@ -7,6 +7,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -44,12 +45,13 @@ class LiveServer:
     config: Config
     models: dict[str, str] = field(default_factory=dict)
     url: str = ""
+    backends: dict[str, Any] | None = None  # replaces the production backends of these names
 
     def start(self) -> LiveServer:
         """Bind a free port and wait until `/` answers."""
         port = free_port()
         self.config = replace(self.config, host=parse_host(f"127.0.0.1:{port}"))
-        self.app, self.scheduler = build(self.config)
+        self.app, self.scheduler = build(self.config, self.backends)
         self._server = _Server(uvicorn.Config(self.app, host="127.0.0.1", port=port, log_level="warning",
                                               timeout_graceful_shutdown=10),
                                self.scheduler, self.config.shutdown_grace)
