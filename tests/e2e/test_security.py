@@ -90,7 +90,8 @@ CORS_ROWS = [
     R("evil-page-post", "POST", "/api/pull", {"Origin": EVIL}, status=403, empty=True),
     R("evil-page-delete", "DELETE", "/api/delete", {"Origin": EVIL}, status=403, empty=True),
     R("sandboxed-null", "GET", "/api/tags", {"Origin": "null"}, status=403, empty=True),
-    R("extension-not-by-default", "GET", "/", {"Origin": "chrome-extension://abcdef"}, status=403, empty=True),
+    R("extension-not-by-default", "GET", "/", {"Origin": "chrome-extension://abcdef"}, status=403,
+      empty=True),
     R("lookalike", "GET", "/", {"Origin": "http://localhost.evil.example"}, status=403, empty=True),
     R("same-origin-is-not-cors", "GET", "/api/tags", {"Origin": "http://127.0.0.1:@PORT"},
       lacks=("access-control-allow-origin",)),
@@ -243,7 +244,7 @@ def test_the_openai_client_sends_its_api_key(keyed: LiveServer) -> None:
 
 
 def cli(url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and k != "MLX_LAMA_API_KEY_FILE"}
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("MLX_LAMA_API_KEY", "OLLAMA_API_KEY"))}
     return subprocess.run([sys.executable, "-m", "mlx_lama", *args], capture_output=True, text=True,
                           env={**base, "OLLAMA_HOST": url, "PYTHONPATH": str(ROOT), **env},
                           timeout=60, check=False, cwd=ROOT)
@@ -296,8 +297,8 @@ def test_serve_takes_the_key_from_a_file(models_dir: Path, tmp_path: Path) -> No
 def test_serve_refuses_bad_origins_and_missing_key_files(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OLLAMA_", "MLX_LAMA_"))}
     env["PYTHONPATH"] = str(ROOT)
-    bad = subprocess.run([sys.executable, "-m", "mlx_lama", "serve"], env={**env, "OLLAMA_ORIGINS": "evil.com"},
-                         capture_output=True, text=True, timeout=60, check=False)
+    bad = subprocess.run([sys.executable, "-m", "mlx_lama", "serve"], capture_output=True, text=True,
+                         env={**env, "OLLAMA_ORIGINS": "evil.com"}, timeout=60, check=False)
     assert bad.returncode == 1 and "OLLAMA_ORIGINS: bad origin 'evil.com'" in bad.stderr
     missing = subprocess.run([sys.executable, "-m", "mlx_lama", "serve", "--api-key-file",
                               str(tmp_path / "nope")], env=env, capture_output=True, text=True,

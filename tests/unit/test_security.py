@@ -175,7 +175,8 @@ def test_api_key_settings(tmp_path: Path) -> None:
     key_file = tmp_path / "key"
     key_file.write_text("from-file\n")
     assert Config.from_env({"MLX_LAMA_API_KEY_FILE": str(key_file)}).api_key == "from-file"
-    assert Config.from_env({"MLX_LAMA_API_KEY": "env", "MLX_LAMA_API_KEY_FILE": str(key_file)}).api_key == "env"
+    both = {"MLX_LAMA_API_KEY": "env", "MLX_LAMA_API_KEY_FILE": str(key_file)}
+    assert Config.from_env(both).api_key == "env"
     with pytest.raises(ConfigError, match="API key file .*missing"):
         Config.from_env({"MLX_LAMA_API_KEY_FILE": str(tmp_path / "missing")})
     (tmp_path / "empty").write_text("\n")
