@@ -20,16 +20,14 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from mlx_lama.api import types as wire_types
 from mlx_lama.config import Config
 from mlx_lama.engine.params import HARDWARE_HINTS, NEUTRAL, Options
 from mlx_lama.server.app import ROUTES
 from tests.support.server import LiveServer, import_model
-
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, example, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 # Ollama answers these with 500 too (reference §3.3): option type errors, failed pulls.
 ALLOWED_500 = [
