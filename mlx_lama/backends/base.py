@@ -122,7 +122,12 @@ class EmbeddingModel(Protocol):
 
 
 class Backend(Protocol):
-    """Loads models of one kind (mlx-lm in process, our encoder backend, vllm-mlx, ...)."""
+    """Loads models of one kind (mlx-lm in process, our encoder backend, vllm-mlx, ...).
+
+    Runner threads are reused from one model to the next (engine/workers.py). A backend that keeps
+    state per thread (MLX's streams) may define `release_thread()`: each runner thread calls it
+    once, just before it exits.
+    """
 
     name: str
 

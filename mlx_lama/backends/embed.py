@@ -55,8 +55,12 @@ class EmbedBackend:
                 return DecoderEmbedder(path, pooling_mode(path))
             return EncoderModel(path, config)
         except BaseException:
-            clear_thread_streams()  # the runner thread ends here: leave no MLX streams behind
+            release_model_memory()  # whatever the failed load allocated
             raise
+
+    def release_thread(self) -> None:
+        """The calling runner thread is about to exit: end its MLX streams."""
+        clear_thread_streams()
 
 
 def _pooling_dir(path: Path) -> Path:
@@ -289,6 +293,6 @@ class EncoderModel:
         return weight_bytes(self.model)
 
     def close(self) -> None:
-        """Drop the weights, return MLX's buffers, and end this thread's MLX streams."""
+        """Drop the weights and return MLX's buffers."""
         self.model = None
         release_model_memory()

@@ -29,9 +29,15 @@ class MlxLmBackend:
         try:
             model, tokenizer = load(str(path))
         except BaseException:
-            clear_thread_streams()  # the runner thread ends here: leave no MLX streams behind
+            release_model_memory()  # whatever the failed load allocated
             raise
         return MlxLmModel(model, tokenizer)
+
+    def release_thread(self) -> None:
+        """The calling runner thread is about to exit: end its MLX streams (its last MLX call),
+        or their C++ threads abort the process at exit ("terminate called without an active
+        exception", about 9 runs in 10 with two runner threads)."""
+        clear_thread_streams()
 
 
 def _greedy(logprobs: Any) -> Any:
@@ -195,7 +201,4 @@ class MlxLmModel:
         """Drop the weights and release MLX's buffer cache so the memory really goes back."""
         self.model = None
         self.tokenizer = None
-        # close() is the last MLX call of the model's own thread: its streams must end with it, or
-        # their C++ threads abort the process at exit ("terminate called without an active
-        # exception", about 9 runs in 10 with two runner threads).
         release_model_memory()

@@ -7,7 +7,9 @@ until exit, so one-off MLX work gets a fresh thread that clears its streams befo
 
 from __future__ import annotations
 
+import ctypes
 import gc
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -31,13 +33,31 @@ def weight_bytes(module: Any) -> int:
 
 
 def release_model_memory() -> None:
-    """After dropping a model's arrays: give MLX's buffers back to the system and, as this is
-    the owning thread's last MLX call, end its streams."""
+    """After dropping a model's arrays: give MLX's buffers back to the system.
+
+    The thread's streams stay: runner threads are reused for the next model (engine/workers.py)
+    and end their streams once, when they exit (the backends' `release_thread`).
+    """
     import mlx.core as mx
 
     gc.collect()
     mx.clear_cache()
-    clear_thread_streams()
+    _trim_heap()
+
+
+def _trim_heap() -> None:
+    """Hand freed heap pages back to the system (glibc keeps them otherwise).
+
+    On Linux, MLX's CPU buffers come from malloc; once freed, glibc keeps most of them in its
+    arenas, so an unloaded model would still count in the process's resident memory. macOS's
+    allocator returns large blocks by itself (and Metal buffers are not malloc's at all).
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        pass
 
 
 def run_isolated(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -29,6 +29,7 @@ from mlx_lama.engine.batching import BatchLoop
 from mlx_lama.engine.failures import RUNNER_STOPPED, describe, failure
 from mlx_lama.engine.params import EmbedJob, EmbedResult, GenJob, Step
 from mlx_lama.engine.sequence import Emit, Plan, SeqStream
+from mlx_lama.engine.workers import Workers
 
 log = logging.getLogger("mlx_lama.runner")
 
@@ -43,7 +44,7 @@ class Runner:
     """A model in memory and its thread."""
 
     def __init__(self, backend: Backend, path: Path, label: str, *, num_parallel: int = 1,
-                 prompt_cache_bytes: int = 0) -> None:
+                 prompt_cache_bytes: int = 0, workers: Workers | None = None) -> None:
         self.backend = backend
         self.path = path
         self.label = label
@@ -55,7 +56,10 @@ class Runner:
         self.batch_loop: BatchLoop | None = None
         self.memory_bytes = 0
         self._jobs: queue.Queue[tuple[Job, Emit, threading.Event] | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._main, name=f"runner:{label}", daemon=True)
+        # The thread comes from the scheduler's pool (reused across loads); alone, a pool of one.
+        self._own_workers = workers is None
+        self._workers = workers or Workers(on_exit=getattr(backend, "release_thread", None))
+        self._finished: threading.Event | None = None
         self._loaded: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._model: LoadedModel | EmbeddingModel | None = None
@@ -71,14 +75,16 @@ class Runner:
         """Start the thread and wait until the model is loaded (raises LoadError)."""
         self._loop = asyncio.get_running_loop()
         self._loaded = self._loop.create_future()
-        self._thread.start()
+        self._finished = self._workers.start(self._main, f"runner:{self.label}")
         await asyncio.shield(self._loaded)
 
     async def stop(self) -> None:
         """Finish queued jobs' cancellation, free the model and join the thread."""
         self._jobs.put(None)
-        if self._thread.is_alive():
-            await asyncio.to_thread(self._thread.join)
+        if self._finished is not None and not self._finished.is_set():
+            await asyncio.to_thread(self._finished.wait)
+        if self._own_workers:
+            await asyncio.to_thread(self._workers.close)
 
     async def stream(self, job: GenJob) -> AsyncIterator[Step]:
         """Run `job`, yielding its steps; leaving early (client gone) cancels it at the next token."""
@@ -158,6 +164,9 @@ class Runner:
                 self.batch_loop.run()
             finally:
                 self.batch.close()
+                # The batch holds the weights too: drop it before the model frees its memory,
+                # or the weights outlive the unload until this Runner is collected.
+                self.batch = self.batch_loop = None
         else:
             if hasattr(self._model, "generate"):
                 log.info("%s: its caches cannot be batched; serving one request at a time",

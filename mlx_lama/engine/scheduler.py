@@ -21,6 +21,7 @@ from mlx_lama.backends.base import Backend
 from mlx_lama.config import Config
 from mlx_lama.engine.params import EmbedJob, EmbedResult, GenJob, LoadSpec, RunningModel, Step
 from mlx_lama.engine.runner import LoadError, Runner
+from mlx_lama.engine.workers import Workers
 
 log = logging.getLogger("mlx_lama.scheduler")
 
@@ -83,10 +84,18 @@ class Scheduler:
         self._cond = asyncio.Condition()
         self._inflight = 0
         self._draining = False
+        self._workers = Workers(on_exit=self._release_thread)
+
+    def _release_thread(self) -> None:
+        """A pooled runner thread is ending: the backends free what they keep per thread."""
+        for backend in self.backends.values():
+            release = getattr(backend, "release_thread", None)
+            if release is not None:
+                release()
 
     def _default_runner(self, backend: Backend, spec: LoadSpec) -> Runner:
         return Runner(backend, spec.path, spec.name, num_parallel=self.config.num_parallel,
-                      prompt_cache_bytes=self.config.prompt_cache_bytes)
+                      prompt_cache_bytes=self.config.prompt_cache_bytes, workers=self._workers)
 
     def runner(self, name: str) -> Runner | None:
         """The runner of a loaded model, by key or display name (tests inspect its batch)."""
@@ -263,3 +272,4 @@ class Scheduler:
         async with self._cond:
             for slot in list(self._slots.values()):
                 await self._unload(slot)
+        await asyncio.to_thread(self._workers.close)

@@ -13,7 +13,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
@@ -88,6 +88,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return PlainTextResponse(text, status_code=exc.status_code)
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # The client hung up before its body was read: nobody gets this answer; the log and the
+    # metrics see 499, Ollama's status for a request canceled by its client.
+    return Response(status_code=499)
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s", request.url.path, exc_info=exc)
     return json_response({"error": str(exc) or type(exc).__name__}, 500)
@@ -110,7 +116,8 @@ def create_app(config: Config, store: Store, scheduler: Scheduler) -> Starlette:
                    check_host=listens_on_loopback(config.host.host)),
     ]
     app = Starlette(routes=ROUTES, lifespan=lifespan, middleware=middleware, exception_handlers={
-        ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected})
+        ApiError: _api_error, HTTPException: _http_error, ClientDisconnect: _client_gone,
+        Exception: _unexpected})
     app.state.services = Services(config, store, scheduler)
     app.state.metrics = metrics
     return app

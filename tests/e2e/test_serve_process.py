@@ -193,12 +193,15 @@ from mlx_lama.backends.mlx_lm import MlxLmBackend
 from mlx_lama.engine.params import Options
 
 def work(path):
-    model = MlxLmBackend().load(Path(path))
-    ids = model.encode("hello", special=True)
-    for _ in model.generate(ids, Options(temperature=0), max_tokens=8, max_kv_size=None,
-                            cancelled=lambda: False):
-        pass
-    model.close()
+    backend = MlxLmBackend()
+    for _ in range(2):  # a runner thread serves one model after another
+        model = backend.load(Path(path))
+        ids = model.encode("hello", special=True)
+        for _ in model.generate(ids, Options(temperature=0), max_tokens=8, max_kv_size=None,
+                                cancelled=lambda: False):
+            pass
+        model.close()
+    backend.release_thread()
 
 threads = [threading.Thread(target=work, args=(p,)) for p in sys.argv[1:]]
 for t in threads:
@@ -212,7 +215,8 @@ print("ok")
 def test_model_threads_exit_cleanly(tiny_dirs: dict[str, Path]) -> None:
     """A process that ran models on their own threads exits 0 (MLX streams freed per thread).
 
-    Without `mx.clear_streams()` in `MlxLmModel.close()` the process aborted at exit ("terminate
+    Without `mx.clear_streams()` before a model thread ends (the backend's `release_thread`, which
+    the runner threads' pool calls as each thread exits) the process aborted at exit ("terminate
     called without an active exception") nine runs in ten here, and `serve` sometimes ended with
     SIGABRT after a clean shutdown.
     """

@@ -18,6 +18,7 @@ class FakeRunner:
 
     loads = 0
     stops = 0
+    lost = False
 
     def __init__(self, delay: float) -> None:
         self.delay = delay
