@@ -46,6 +46,12 @@ def _bool(env: Mapping[str, str], key: str) -> bool:
     return _clean(env.get(key)).lower() in {"1", "true", "yes", "on"}
 
 
+def _debug(env: Mapping[str, str]) -> bool:
+    # Ollama reads OLLAMA_DEBUG as a level: true/1 is debug, 2 trace; any of them means debug here.
+    raw = _clean(env.get("OLLAMA_DEBUG"))
+    return _bool(env, "OLLAMA_DEBUG") or (raw.isdigit() and int(raw) > 0)
+
+
 # The schemes an OLLAMA_ORIGINS entry without a `*` must start with (gin-contrib/cors with
 # Ollama's AllowBrowserExtensions); Ollama refuses to start on anything else, and so do we.
 ORIGIN_SCHEMES = ("http://", "https://", "chrome-extension://", "safari-extension://",
@@ -142,7 +148,7 @@ class Config:
             context_length=context if context > 0 else DEFAULT_CONTEXT_LENGTH,
             origins=parse_origins(env.get("OLLAMA_ORIGINS", "")),
             api_key=_api_key(env),
-            debug=_bool(env, "OLLAMA_DEBUG"),
+            debug=_debug(env),
             shutdown_grace=float(_int(env, "MLX_LAMA_SHUTDOWN_GRACE", 10)),
             hf_endpoint=(_clean(env.get("HF_ENDPOINT")) or DEFAULT_HF_ENDPOINT).rstrip("/"),
         )

@@ -185,3 +185,9 @@ def test_api_key_settings(tmp_path: Path) -> None:
     assert "k1" not in repr(Config.from_env({"MLX_LAMA_API_KEY": "k1"}))
     # OLLAMA_API_KEY is a client setting (Ollama's clients send it to ollama.com): never the server's.
     assert Config.from_env({"OLLAMA_API_KEY": "cloud"}).api_key is None
+
+
+@pytest.mark.parametrize("value, debug", [("", False), ("0", False), ("false", False), ("1", True),
+                                          ("true", True), ("2", True), (" 2 ", True)])
+def test_ollama_debug_levels(value: str, debug: bool) -> None:
+    assert Config.from_env({"OLLAMA_DEBUG": value}).debug is debug
