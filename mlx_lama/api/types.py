@@ -61,6 +61,25 @@ class Message:
 
 
 @dataclass
+class TokenLogprob:
+    """The log probability of one token (a generated one, or an alternative to it)."""
+
+    token: str = wire(default="")
+    logprob: float = wire(default=0.0)
+    bytes: list[int] | None = wire(omit=True)
+
+
+@dataclass
+class Logprob:
+    """A generated token's log probability and, when asked for, the likeliest alternatives."""
+
+    token: str = wire(default="")
+    logprob: float = wire(default=0.0)
+    bytes: list[int] | None = wire(omit=True)
+    top_logprobs: list[TokenLogprob] | None = wire(omit=True)
+
+
+@dataclass
 class Metrics:
     """Timing and token counts of the final chunk; durations in integer nanoseconds."""
 
@@ -156,6 +175,7 @@ class GenerateResponse:
     eval_count: int = wire(omit=True, default=0)
     eval_duration: int = wire(omit=True, default=0)
     debug_info: dict[str, Any] | None = wire(omit=True, name="_debug_info")
+    logprobs: list[Logprob] | None = wire(omit=True)
 
 
 @dataclass
@@ -174,6 +194,7 @@ class ChatResponse:
     eval_count: int = wire(omit=True, default=0)
     eval_duration: int = wire(omit=True, default=0)
     debug_info: dict[str, Any] | None = wire(omit=True, name="_debug_info")
+    logprobs: list[Logprob] | None = wire(omit=True)
 
 
 # ---------------------------------------------------------------- embeddings
@@ -218,60 +239,6 @@ class EmbeddingResponse:
     """POST /api/embeddings: the raw (not normalised) vector as float64 values."""
 
     embedding: list[float] = wire(factory=list)
-
-
-@dataclass
-class OpenAIEmbeddingRequest:
-    """POST /v1/embeddings (OpenAI's request; Ollama's `openai.EmbedRequest`)."""
-
-    input: Any = wire()
-    model: str = wire(default="")
-    dimensions: int = wire(default=0)
-    encoding_format: str = wire(default="")
-
-
-@dataclass
-class OpenAIEmbedding:
-    """One entry of /v1/embeddings' `data`: floats, or base64 of little-endian float32."""
-
-    object: str = wire(default="embedding")
-    embedding: Any = wire()
-    index: int = wire(default=0)
-
-
-@dataclass
-class OpenAIEmbeddingUsage:
-    """Token counts of /v1/embeddings."""
-
-    prompt_tokens: int = wire(default=0)
-    total_tokens: int = wire(default=0)
-
-
-@dataclass
-class OpenAIEmbeddingList:
-    """POST /v1/embeddings' response."""
-
-    object: str = wire(default="list")
-    data: list[OpenAIEmbedding] = wire(factory=list)
-    model: str = wire(default="")
-    usage: OpenAIEmbeddingUsage = wire(factory=OpenAIEmbeddingUsage)
-
-
-@dataclass
-class OpenAIErrorBody:
-    """`error` of an OpenAI error response."""
-
-    message: str = wire(default="")
-    type: str = wire(default="api_error")
-    param: Any = wire()
-    code: Any = wire()
-
-
-@dataclass
-class OpenAIError:
-    """OpenAI's error envelope, as Ollama's /v1 middleware writes it."""
-
-    error: OpenAIErrorBody = wire(factory=OpenAIErrorBody)
 
 
 # ---------------------------------------------------------------- models

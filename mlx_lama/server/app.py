@@ -21,7 +21,7 @@ from mlx_lama.api.errors import ApiError
 from mlx_lama.api.types import VersionResponse
 from mlx_lama.config import Config
 from mlx_lama.engine.scheduler import Scheduler
-from mlx_lama.server import embeddings, generation, models
+from mlx_lama.server import anthropic_routes, embeddings, generation, models, openai_routes
 from mlx_lama.server.common import Services
 from mlx_lama.server.streams import error_response, json_response
 from mlx_lama.store.store import Store
@@ -62,7 +62,12 @@ ROUTES = [
     Route("/api/delete", models.delete, methods=["DELETE"]),
     Route("/api/blobs/{digest}", blobs, methods=["HEAD", "POST"]),
     Route("/api/import", models.import_ollama, methods=["POST"]),  # ours: Ollama installations
+    Route("/v1/chat/completions", openai_routes.chat_completions, methods=["POST"]),
+    Route("/v1/completions", openai_routes.completions, methods=["POST"]),
     Route("/v1/embeddings", embeddings.openai_embeddings, methods=["POST"]),
+    Route("/v1/models", openai_routes.list_models, methods=["GET"]),
+    Route("/v1/models/{model:path}", openai_routes.retrieve_model, methods=["GET"]),
+    Route("/v1/messages", anthropic_routes.messages, methods=["POST"]),
 ]
 
 
