@@ -34,20 +34,23 @@ def script_model(src: Path, out: Path, pieces: list[str]) -> Path:
     eos = config["eos_token_id"]
     eos = eos[0] if isinstance(eos, list) else eos
 
-    # Pieces the vocabulary already has as whole tokens (`<think>`, `<tool_call>`) keep their id;
-    # the others become added tokens after it.
+    # A piece the vocabulary already has as one token (`<think>`, `<tool_call>`, ".") keeps its id, as
+    # the tokenizer would not add it twice; the others become added tokens after the vocabulary.
+    from tokenizers import Tokenizer
+
     tok_path = out / "tokenizer.json"
+    known = Tokenizer.from_file(str(tok_path))
     tok = json.loads(tok_path.read_text(encoding="utf-8"))
-    known = {t["content"]: t["id"] for t in tok["added_tokens"]}
     ids: list[int] = []
     size = vocab
     for piece in pieces:
-        if piece not in known:
-            known[piece], size = size, size + 1
-            tok["added_tokens"].append({"id": known[piece], "content": piece, "single_word": False,
+        token = known.token_to_id(piece)
+        if token is None:
+            token, size = size, size + 1
+            tok["added_tokens"].append({"id": token, "content": piece, "single_word": False,
                                         "lstrip": False, "rstrip": False, "normalized": False,
                                         "special": False})
-        ids.append(known[piece])
+        ids.append(token)
     tok_path.write_text(json.dumps(tok, ensure_ascii=False), encoding="utf-8")
 
     weights = dict(mx.load(str(out / "model.safetensors")))
@@ -68,3 +71,14 @@ def script_model(src: Path, out: Path, pieces: list[str]) -> Path:
     config.update(vocab_size=size, tie_word_embeddings=False)
     (out / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     return out
+
+
+# Scripted models the dialect and client tests share: role -> (name, tiny model role it is built
+# from, reply pieces). "tool" is built on the qwen2 model (tools capability, no thinking).
+WEATHER_CALL = '\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n'
+SCRIPTS: dict[str, tuple[str, str, list[str]]] = {
+    "hello": ("hello-bot:latest", "default", ["Hello", " from", " mlx", "-lama", "."]),
+    "think": ("think-bot:latest", "qwen3", ["<think>", "Let me", " think.", "</think>", "Hello", " there", "!"]),
+    "tool": ("tool-bot:latest", "fim", ["<tool_call>", WEATHER_CALL, "</tool_call>"]),
+}
+HELLO = "Hello from mlx-lama."
