@@ -2,8 +2,9 @@
 
 Follows Ollama's `anthropic` package: a system prompt (string or text blocks) becomes a system
 message; tool_result blocks become `tool` messages; `max_tokens` is `num_predict`; `thinking` is
-`think`. Native chunks become Anthropic's content blocks and stream events. What we cannot honour
-(server tools such as web search, forced tool choice, document blocks) is refused with a 400.
+`think`; and (beyond Ollama) `output_config.format` is the native JSON-schema `format`. Native
+chunks become Anthropic's content blocks and stream events. What we cannot honour (server tools
+such as web search, forced tool choice, document blocks) is refused with a 400.
 """
 
 from __future__ import annotations
@@ -156,6 +157,17 @@ def _think(req: an.MessagesRequest) -> bool | str | None:
     return effort if effort in THINK_LEVELS else None
 
 
+def _format(req: an.MessagesRequest) -> dict[str, Any] | None:
+    """`output_config.format` (structured outputs) as the native JSON schema `format`."""
+    fmt = req.output_config.format if req.output_config else None
+    if fmt is None:
+        return None
+    schema = fmt.get("schema") if isinstance(fmt, dict) and fmt.get("type") == "json_schema" else None
+    if not isinstance(schema, dict):
+        raise errors.BadRequest("output_config.format must be {\"type\": \"json_schema\", \"schema\": {...}}")
+    return schema
+
+
 def chat_request(req: an.MessagesRequest) -> ChatRequest:
     """A /v1/messages request as a native chat request (checks in Ollama's order and words)."""
     if not req.model:
@@ -177,7 +189,7 @@ def chat_request(req: an.MessagesRequest) -> ChatRequest:
         if value is not None:
             options[key] = value
     return ChatRequest(model=req.model, messages=messages, stream=req.stream, keep_alive=req.keep_alive,
-                       tools=_tools(req), options=options, think=_think(req))
+                       tools=_tools(req), options=options, think=_think(req), format=_format(req))
 
 
 def estimate_input_tokens(req: an.MessagesRequest) -> int:

@@ -71,9 +71,10 @@ class ThinkingConfig:
 
 @dataclass
 class OutputConfig:
-    """`output_config`: an effort level that becomes a think level when `thinking` is unset."""
+    """`output_config`: an effort (a think level when `thinking` is unset) and a JSON schema format."""
 
     effort: str = wire(default="")
+    format: Any = wire()
 
 
 @dataclass

@@ -115,8 +115,8 @@ def test_stop(client: openai.OpenAI, server: LiveServer, stop: Any) -> None:
 
 def test_sampling_fields_are_honoured(client: openai.OpenAI, server: LiveServer) -> None:
     """seed, temperature, top_p and the penalties reach the sampler: a seeded request repeats."""
-    args = dict(model=server.models["default"], messages=HI, max_tokens=8, seed=42, temperature=1.5, top_p=0.9,
-                frequency_penalty=0.5, presence_penalty=0.5)
+    args = dict(model=server.models["default"], messages=HI, max_tokens=8, seed=42, temperature=1.5,
+                top_p=0.9, frequency_penalty=0.5, presence_penalty=0.5)
     first, again = (client.chat.completions.create(**args).choices[0].message.content  # type: ignore
                     for _ in range(2))
     assert first and first == again
@@ -150,9 +150,10 @@ def test_thinking_is_reasoning(client: openai.OpenAI, server: LiveServer) -> Non
 def test_tool_history_reaches_the_template(server: LiveServer) -> None:
     """Tools, an assistant tool call with string arguments and its result, rendered by the model's
     template (Ollama's `_debug_render_only`)."""
-    history = [*HI, {"role": "assistant", "content": None, "tool_calls": [
-        {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}]},
-        {"role": "tool", "tool_call_id": "call_1", "content": "sunny, 21C"}]
+    call = {"id": "call_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}
+    history = [*HI, {"role": "assistant", "content": None, "tool_calls": [call]},
+               {"role": "tool", "tool_call_id": "call_1", "content": "sunny, 21C"}]
     r = post(server, "/v1/chat/completions", {"model": server.models["tool"], "messages": history,
                                               "tools": [WEATHER], "_debug_render_only": True})
     assert r.status_code == 200, r.text
@@ -178,8 +179,8 @@ def test_tool_calls(client: openai.OpenAI, server: LiveServer) -> None:
     chunks = events(sse(server, "/v1/chat/completions", {"model": server.models["tool"], "messages": HI,
                                                          "tools": [WEATHER]})[1])
     calls = [tc for c in chunks for tc in c["choices"][0]["delta"].get("tool_calls", [])]
-    assert [(tc["index"], tc["function"]["name"], json.loads(tc["function"]["arguments"])) for tc in calls] == [
-        (0, "get_weather", {"city": "Paris"})]
+    got = [(tc["index"], tc["function"]["name"], json.loads(tc["function"]["arguments"])) for tc in calls]
+    assert got == [(0, "get_weather", {"city": "Paris"})]
     assert chunks[-1]["choices"][0] == {"index": 0, "delta": {}, "finish_reason": "tool_calls"}
     # The SDK's own stream accumulator rebuilds the same call from the deltas.
     with client.chat.completions.stream(model=server.models["tool"], messages=HI,  # type: ignore[arg-type]
@@ -192,7 +193,8 @@ def test_tool_calls(client: openai.OpenAI, server: LiveServer) -> None:
 def test_response_format_json(client: openai.OpenAI, server: LiveServer) -> None:
     schema = {"type": "object", "properties": {"answer": {"type": "string", "enum": ["yes", "no"]}},
               "required": ["answer"], "additionalProperties": False}
-    for fmt in ({"type": "json_object"}, {"type": "json_schema", "json_schema": {"name": "a", "schema": schema}}):
+    formats = ({"type": "json_object"}, {"type": "json_schema", "json_schema": {"name": "a", "schema": schema}})
+    for fmt in formats:
         out = client.chat.completions.create(model=server.models["default"], messages=HI,  # type: ignore
                                              response_format=fmt, max_tokens=64, temperature=0)
         assert out.choices[0].finish_reason == "stop", out
@@ -287,14 +289,16 @@ def test_embeddings(client: openai.OpenAI, server: LiveServer) -> None:
 @pytest.mark.parametrize("path, body, status, kind, message", [
     ("/v1/chat/completions", b"{bad", 400, "invalid_request_error",
      "invalid character 'b' looking for beginning of object key string"),
-    ("/v1/chat/completions", {"model": "@hello", "messages": HI, "stream": "yes"}, 400, "invalid_request_error",
-     "json: cannot unmarshal string into Go struct field ChatCompletionRequest.stream of type bool"),
-    ("/v1/chat/completions", {"model": "nope", "messages": HI}, 404, "not_found_error", "model 'nope' not found"),
+    ("/v1/chat/completions", {"model": "@hello", "messages": HI, "stream": "yes"}, 400,
+     "invalid_request_error", "json: cannot unmarshal string into Go struct field ChatCompletionRequest.stream of type bool"),
+    ("/v1/chat/completions", {"model": "nope", "messages": HI}, 404, "not_found_error",
+     "model 'nope' not found"),
     ("/v1/chat/completions", {"model": "nope", "messages": HI, "stream": True}, 404, "not_found_error",
      "model 'nope' not found"),
     ("/v1/chat/completions", {"model": "@hello", "messages": []}, 400, "invalid_request_error",
      "[] is too short - 'messages'"),
-    ("/v1/chat/completions", {"model": "", "messages": HI}, 400, "invalid_request_error", "model is required"),
+    ("/v1/chat/completions", {"model": "", "messages": HI}, 400, "invalid_request_error",
+     "model is required"),
     ("/v1/chat/completions", {"model": "@hello", "messages": HI, "n": 3}, 400, "invalid_request_error",
      "'n' is not supported by mlx-lama: one choice per request"),
     ("/v1/chat/completions", {"model": "@embed", "messages": HI}, 400, "invalid_request_error",
@@ -315,7 +319,8 @@ def test_embeddings(client: openai.OpenAI, server: LiveServer) -> None:
 def test_error_shapes(server: LiveServer, path: str, body: Any, status: int, kind: str, message: str) -> None:
     if isinstance(body, dict) and body["model"].startswith("@"):
         body = {**body, "model": server.models[body["model"][1:]]}
-    r = httpx.post(server.url + path, content=body if isinstance(body, bytes) else json.dumps(body), timeout=60)
+    content = body if isinstance(body, bytes) else json.dumps(body)
+    r = httpx.post(server.url + path, content=content, timeout=60)
     assert r.status_code == status
     assert r.headers["content-type"].startswith("application/json")
     assert r.json() == {"error": {"message": message, "type": kind, "param": None, "code": None}}

@@ -78,7 +78,8 @@ def script_model(src: Path, out: Path, pieces: list[str]) -> Path:
 WEATHER_CALL = '\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n'
 SCRIPTS: dict[str, tuple[str, str, list[str]]] = {
     "hello": ("hello-bot:latest", "default", ["Hello", " from", " mlx", "-lama", "."]),
-    "think": ("think-bot:latest", "qwen3", ["<think>", "Let me", " think.", "</think>", "Hello", " there", "!"]),
+    "think": ("think-bot:latest", "qwen3",
+              ["<think>", "Let me", " think.", "</think>", "Hello", " there", "!"]),
     "tool": ("tool-bot:latest", "fim", ["<tool_call>", WEATHER_CALL, "</tool_call>"]),
 }
 HELLO = "Hello from mlx-lama."

@@ -33,7 +33,8 @@ def test_request_fields() -> None:
 
 @pytest.mark.parametrize("system, messages", [
     ("be brief", [Message(role="system", content="be brief")]),
-    ([{"type": "text", "text": "be "}, {"type": "text", "text": "brief", "cache_control": {"type": "ephemeral"}}],
+    ([{"type": "text", "text": "be "},
+      {"type": "text", "text": "brief", "cache_control": {"type": "ephemeral"}}],
      [Message(role="system", content="be brief")]),
     ("", []),
 ], ids=["string", "blocks", "empty"])
@@ -80,12 +81,22 @@ def test_thinking(body: dict[str, Any], think: Any) -> None:
     assert native(**body).think == think
 
 
+def test_output_format() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    assert native(output_config={"format": {"type": "json_schema", "schema": schema}}).format == schema
+    assert native().format is None
+    with pytest.raises(errors.BadRequest) as err:
+        native(output_config={"format": {"type": "json"}})
+    assert err.value.message == 'output_config.format must be {"type": "json_schema", "schema": {...}}'
+
+
 def test_tools_and_tool_choice() -> None:
     req = native(tools=[WEATHER, {"type": "custom", "name": "noop"}])
     assert req.tools == [
         Tool(function={"name": "get_weather", "description": "Weather in a city",
                        "parameters": WEATHER["input_schema"]}),
-        Tool(function={"name": "noop", "description": "", "parameters": {"type": "object", "properties": {}}})]
+        Tool(function={"name": "noop", "description": "",
+                       "parameters": {"type": "object", "properties": {}}})]
     assert native(tools=[WEATHER], tool_choice={"type": "auto"}).tools is not None
     assert native(tools=[WEATHER], tool_choice={"type": "none"}).tools is None
 
@@ -95,7 +106,8 @@ def test_tools_and_tool_choice() -> None:
     ({"max_tokens": 0}, "max_tokens is required and must be positive"),
     ({"messages": []}, "messages is required"),
     ({"system": 5}, "system must be a string or a list of text blocks"),
-    ({"messages": [{"role": "user", "content": 5}]}, "message content must be a string or a list of content blocks"),
+    ({"messages": [{"role": "user", "content": 5}]},
+     "message content must be a string or a list of content blocks"),
     ({"messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "url", "url": "http://x"}}]}]},
      "invalid image source type: url. Only base64 images are supported."),
     ({"messages": [{"role": "user", "content": [{"type": "image"}]}]}, "invalid image source"),
@@ -142,8 +154,8 @@ def test_estimate_input_tokens() -> None:
 
 def chunk(content: str = "", thinking: str = "", calls: list[ToolCall] | None = None, done: bool = False,
           reason: str = "") -> ChatResponse:
-    out = ChatResponse(model="m", done=done, done_reason=reason,
-                       message=Message(role="assistant", content=content, thinking=thinking, tool_calls=calls))
+    message = Message(role="assistant", content=content, thinking=thinking, tool_calls=calls)
+    out = ChatResponse(model="m", done=done, done_reason=reason, message=message)
     if done:
         out.prompt_eval_count, out.eval_count = 7, 4
     return out
@@ -157,8 +169,8 @@ def test_stop_reason(reason: str, calls: bool, stop: str | None) -> None:
 
 
 def test_messages_response() -> None:
-    final = chunk("Hi", "hm", [ToolCall(id="call_1", function=ToolCallFunction(name="f", arguments={"a": 1}))],
-                  done=True, reason="stop")
+    calls = [ToolCall(id="call_1", function=ToolCallFunction(name="f", arguments={"a": 1}))]
+    final = chunk("Hi", "hm", calls, done=True, reason="stop")
     assert to_wire(anthropic.messages_response("msg_1", final)) == {
         "id": "msg_1", "type": "message", "role": "assistant", "model": "m",
         "content": [{"type": "thinking", "thinking": "hm", "signature": ""},
@@ -169,9 +181,9 @@ def test_messages_response() -> None:
 
 def test_stream_events() -> None:
     s = anthropic.MessageStream("msg_1", "m", estimated_input_tokens=3)
+    calls = [ToolCall(function=ToolCallFunction(name="f", arguments={"x": "é"}))]
     events = [to_wire(e) for c in (chunk(thinking="a"), chunk(thinking="b", content="H"), chunk("i"),
-                                   chunk(calls=[ToolCall(function=ToolCallFunction(name="f", arguments={"x": "é"}))]),
-                                   chunk(done=True, reason="stop")) for e in s.feed(c)]
+                                   chunk(calls=calls), chunk(done=True, reason="stop")) for e in s.feed(c)]
     assert events == [
         {"type": "message_start", "message": {
             "id": "msg_1", "type": "message", "role": "assistant", "model": "m", "content": [],
@@ -205,9 +217,11 @@ def test_stream_of_an_empty_answer() -> None:
 
 def test_errors_and_ids() -> None:
     body = to_wire(anthropic.error(404, "model 'x' not found"))
-    assert body["type"] == "error" and body["error"] == {"type": "not_found_error", "message": "model 'x' not found"}
+    assert body["type"] == "error"
+    assert body["error"] == {"type": "not_found_error", "message": "model 'x' not found"}
     assert re.fullmatch(r"req_[0-9a-f]{24}", body["request_id"])
     kinds = {s: anthropic.error(s, "").error.type for s in (400, 401, 403, 404, 429, 500, 503)}
-    assert kinds == {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                     404: "not_found_error", 429: "rate_limit_error", 500: "api_error", 503: "overloaded_error"}
+    assert kinds == {400: "invalid_request_error", 401: "authentication_error",
+                     403: "permission_error", 404: "not_found_error", 429: "rate_limit_error",
+                     500: "api_error", 503: "overloaded_error"}
     assert re.fullmatch(r"msg_[0-9a-f]{24}", anthropic.new_id("msg"))

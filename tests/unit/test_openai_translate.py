@@ -15,8 +15,8 @@ from mlx_lama.api.types import (
     GenerateResponse,
     Logprob,
     Message,
-    Tool,
     TokenLogprob,
+    Tool,
     ToolCall,
     ToolCallFunction,
 )
@@ -25,6 +25,11 @@ from mlx_lama.api.wire import WireError, decode, to_wire
 HI = [{"role": "user", "content": "hi"}]
 PNG = "iVBORw0KGgo="  # valid base64
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+
+
+def image(url: str) -> list[dict[str, Any]]:
+    """A user message carrying one image_url part."""
+    return [{"role": "user", "content": [{"type": "image_url", "image_url": url}]}]
 
 
 def chat(**body: Any) -> Any:
@@ -92,9 +97,10 @@ def test_reasoning_effort_is_think(body: dict[str, Any], think: Any) -> None:
 def test_messages_translate() -> None:
     history = [
         {"role": "system", "content": "be brief"},
-        {"role": "user", "content": [{"type": "text", "text": "what is"}, {"type": "text", "text": "this?"},
-                                     {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
-                                     {"type": "image_url", "image_url": f"data:;base64,{PNG}"}]},
+        {"role": "user", "content": [
+            {"type": "text", "text": "what is"}, {"type": "text", "text": "this?"},
+            {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
+            {"type": "image_url", "image_url": f"data:;base64,{PNG}"}]},
         {"role": "assistant", "content": None, "reasoning": "hmm",
          "tool_calls": [{"id": "call_1", "type": "function",
                          "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
@@ -115,12 +121,10 @@ def test_messages_translate() -> None:
 
 @pytest.mark.parametrize("body, message", [
     ({"messages": []}, "[] is too short - 'messages'"),
-    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": "https://x/y.png"}]}]},
+    ({"messages": image("https://x/y.png")},
      "image URLs are not currently supported, please use base64 encoded data instead"),
-    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": "data:image/gif;base64,AA=="}]}]},
-     "invalid image input"),
-    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": "data:image/png;base64,!!"}]}]},
-     "invalid image input"),
+    ({"messages": image("data:image/gif;base64,AA==")}, "invalid image input"),
+    ({"messages": image("data:image/png;base64,!!")}, "invalid image input"),
     ({"messages": [{"role": "user", "content": [{"type": "video"}]}]}, "invalid message format"),
     ({"messages": [{"role": "user", "content": ["text"]}]}, "invalid message format"),
     ({"messages": [{"role": "user", "content": 5}]}, "invalid message content type: float64"),
@@ -135,7 +139,8 @@ def test_messages_translate() -> None:
     ({"stop": 1}, "invalid type for 'stop' field: float64"),
     ({"reasoning_effort": "huge"}, 'invalid reasoning value: "huge" (must be "minimal", "low", "medium", '
                                    '"high", "xhigh", "ultra", "max", or "none")'),
-    ({"response_format": {"type": "json_schema"}}, "response_format json_schema needs a 'json_schema.schema' object"),
+    ({"response_format": {"type": "json_schema"}},
+     "response_format json_schema needs a 'json_schema.schema' object"),
     ({"response_format": {"type": "yaml"}},
      "invalid response_format type: 'yaml' (must be \"text\", \"json_object\" or \"json_schema\")"),
     ({"n": 2}, "'n' is not supported by mlx-lama: one choice per request"),
@@ -144,7 +149,8 @@ def test_messages_translate() -> None:
      "'tool_choice' is not supported by mlx-lama: only \"auto\" and \"none\" can be honoured"),
     ({"tool_choice": {"type": "function", "function": {"name": "get_weather"}}, "tools": [WEATHER]},
      "'tool_choice' is not supported by mlx-lama: only \"auto\" and \"none\" can be honoured"),
-    ({"parallel_tool_calls": False}, "'parallel_tool_calls' is not supported by mlx-lama: false cannot be enforced"),
+    ({"parallel_tool_calls": False},
+     "'parallel_tool_calls' is not supported by mlx-lama: false cannot be enforced"),
     ({"functions": [{"name": "f"}]}, "'functions' is not supported by mlx-lama: use 'tools'"),
     ({"modalities": ["text", "audio"]}, "'audio' is not supported by mlx-lama: text output only"),
     ({"web_search_options": {}}, "'web_search_options' is not supported by mlx-lama"),
@@ -201,8 +207,9 @@ def test_completion_request() -> None:
 
 def chunk(content: str = "", thinking: str = "", calls: list[ToolCall] | None = None, done: bool = False,
           reason: str = "", logprobs: list[Logprob] | None = None) -> ChatResponse:
+    message = Message(role="assistant", content=content, thinking=thinking, tool_calls=calls)
     out = ChatResponse(model="m", created_at="t", done=done, done_reason=reason, logprobs=logprobs,
-                       message=Message(role="assistant", content=content, thinking=thinking, tool_calls=calls))
+                       message=message)
     if done:
         out.prompt_eval_count, out.eval_count = 5, 3
     return out
