@@ -193,7 +193,8 @@ def test_tool_calls(client: openai.OpenAI, server: LiveServer) -> None:
 def test_response_format_json(client: openai.OpenAI, server: LiveServer) -> None:
     schema = {"type": "object", "properties": {"answer": {"type": "string", "enum": ["yes", "no"]}},
               "required": ["answer"], "additionalProperties": False}
-    formats = ({"type": "json_object"}, {"type": "json_schema", "json_schema": {"name": "a", "schema": schema}})
+    formats = ({"type": "json_object"},
+               {"type": "json_schema", "json_schema": {"name": "a", "schema": schema}})
     for fmt in formats:
         out = client.chat.completions.create(model=server.models["default"], messages=HI,  # type: ignore
                                              response_format=fmt, max_tokens=64, temperature=0)
@@ -290,7 +291,8 @@ def test_embeddings(client: openai.OpenAI, server: LiveServer) -> None:
     ("/v1/chat/completions", b"{bad", 400, "invalid_request_error",
      "invalid character 'b' looking for beginning of object key string"),
     ("/v1/chat/completions", {"model": "@hello", "messages": HI, "stream": "yes"}, 400,
-     "invalid_request_error", "json: cannot unmarshal string into Go struct field ChatCompletionRequest.stream of type bool"),
+     "invalid_request_error",
+     "json: cannot unmarshal string into Go struct field ChatCompletionRequest.stream of type bool"),
     ("/v1/chat/completions", {"model": "nope", "messages": HI}, 404, "not_found_error",
      "model 'nope' not found"),
     ("/v1/chat/completions", {"model": "nope", "messages": HI, "stream": True}, 404, "not_found_error",
