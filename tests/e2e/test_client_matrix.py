@@ -143,7 +143,7 @@ OPEN_WEBUI_OPTIONS = {"temperature": 0.8, "top_p": 0.9, "seed": 3, "mirostat": 0
                       "vocab_only": False, "use_mmap": True, "use_mlock": False, "num_thread": 4}
 
 
-async def _open_webui(url: str, model: str, tool_model: str) -> dict[str, Any]:
+async def _open_webui(url: str, model: str, tool_model: str, embed_model: str) -> dict[str, Any]:
     """Open WebUI's calls, made the way it makes them (aiohttp; streams read line by line)."""
     seen: dict[str, Any] = {}
     async with aiohttp.ClientSession(headers=OPEN_WEBUI_HEADERS) as http:
@@ -177,6 +177,15 @@ async def _open_webui(url: str, model: str, tool_model: str) -> dict[str, Any]:
         async with http.get(url + "/api/ps") as r:
             seen["ps"] = {m["model"]: int(datetime.fromisoformat(m["expires_at"]).timestamp())
                           for m in (await r.json())["models"]}
+        # RAG: /api/embed, and the legacy /api/embeddings it falls back to.
+        rag = {"input": ["a cat", "a dog"], "model": embed_model}
+        async with http.post(url + "/api/embed", json=rag) as r:
+            seen["embed"] = (await r.json())["embeddings"]
+        async with http.post(url + "/api/embeddings", json={"model": embed_model, "prompt": "a cat"}) as r:
+            seen["embedding"] = (await r.json())["embedding"]
+        # Pull, streamed to the UI (here from a repository that cannot be reached).
+        async with http.post(url + "/api/pull", json={"model": "hf.co/no-such-org/x", "insecure": True}) as r:
+            seen["pull"] = [json.loads(line) async for line in r.content]
         # The unload button.
         unload = {"model": model, "keep_alive": 0, "prompt": ""}
         async with http.post(url + "/api/generate", json=unload) as r:
@@ -190,7 +199,8 @@ async def _open_webui(url: str, model: str, tool_model: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def open_webui(server: LiveServer) -> dict[str, Any]:
     """What Open WebUI's sequence of calls got back."""
-    return asyncio.run(_open_webui(server.url, server.models["hello"], server.models["tool"]))
+    return asyncio.run(_open_webui(server.url, server.models["hello"], server.models["tool"],
+                                   server.models["embed"]))
 
 
 def test_open_webui_sequence(server: LiveServer, open_webui: dict[str, Any]) -> None:
@@ -210,6 +220,9 @@ def test_open_webui_sequence(server: LiveServer, open_webui: dict[str, Any]) -> 
     for task in ("title_task", "tags_task"):
         assert seen[task]["message"]["content"] == HELLO and seen[task]["done"] is True
     assert seen["ps"][model] > datetime.now().timestamp()
+    assert len(seen["embed"]) == 2 and len(seen["embedding"]) == len(seen["embed"][0])
+    assert seen["pull"][0] == {"status": "pulling manifest"}
+    assert seen["pull"][-1]["error"].startswith("pull model manifest: ")
     assert seen["unload"]["done_reason"] == "unload" and model not in seen["ps_after"]
 
 
