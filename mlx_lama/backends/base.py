@@ -26,8 +26,9 @@ class BadInput(Exception):
     """An input this model cannot use, e.g. image bytes that are no picture (the client's fault)."""
 
 
-class ExtraMissing(Exception):
-    """The request needs an optional extra that is not installed (the server's setup, not the client)."""
+class Unavailable(Exception):
+    """What the request needs is missing from this installation, e.g. the optional mlx-vlm (the
+    server's setup, not the client's fault)."""
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ class VisionModel(LoadedModel, Protocol):
     def prepare_images(self, text: str, images: list[bytes]) -> tuple[list[int], Any]:
         """The ids of a rendered prompt with each image placeholder expanded into that image's
         tokens, and what the model reads of the images (opaque: handed back to `generate`).
-        Raises BadInput for bytes that are no picture, ExtraMissing when it cannot see at all."""
+        Raises BadInput for bytes that are no picture, Unavailable when it cannot see at all."""
 
     def generate(self, ids: list[int], opts: Options, *, max_tokens: int, max_kv_size: int | None,
                  cancelled: Callable[[], bool], media: Any = None) -> Iterator[TokenStep]:

@@ -6,9 +6,10 @@ then expands each into the picture's image tokens (Qwen2-VL: one per 28x28 pixel
 the pixel tensors, so the prompt ids the engine counts include the images. Generation runs
 mlx-vlm's `generate_step` token by token on the runner thread, one request at a time.
 
-Without mlx-vlm a vision model still answers text through mlx-lm where mlx-lm knows the
-architecture (it drops the vision tower); a request with pictures then gets an error that names
-the extra to install. Imports are lazy: the CLI's client verbs never load mlx-vlm.
+Without mlx-vlm (or when it lacks the architecture) a vision model still answers text through
+mlx-lm where mlx-lm knows the architecture (it drops the vision tower); a request with pictures
+then gets an error saying why, naming the extra to install when that is the reason. Imports
+are lazy: the CLI's client verbs never load mlx-vlm.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from mlx_lama.backends.base import BadInput, ExtraMissing, TokenStep
+from mlx_lama.backends.base import BadInput, TokenStep, Unavailable
 from mlx_lama.backends.mlx_lm import MlxLmBackend, MlxLmModel, _logits_processors, _sampler
 from mlx_lama.backends.threads import clear_thread_streams, release_model_memory, weight_bytes
 from mlx_lama.engine.params import Options
@@ -34,7 +35,8 @@ IMG_MARKER = "[img]"
 
 
 class MlxVlmBackend:
-    """Loads vision models with `mlx_vlm.load`, or text-only with mlx-lm when mlx-vlm is missing."""
+    """Loads vision models with `mlx_vlm.load`, or text-only with mlx-lm when mlx-vlm is missing
+    or does not know the architecture."""
 
     name = "mlx-vlm"
 
@@ -43,33 +45,41 @@ class MlxVlmBackend:
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"no MLX model at {path}")
         try:
-            from mlx_vlm import load
+            import mlx_vlm
+            from mlx_vlm.utils import get_model_and_args, load_config
         except ImportError:
-            return _text_only(path)
+            return _text_only(path, NOT_INSTALLED)
         try:
-            model, processor = load(str(path))
+            get_model_and_args(load_config(path))
+        except (ValueError, KeyError) as exc:  # an architecture this mlx-vlm does not have
+            return _text_only(path, f"the installed mlx-vlm cannot read this model's images: {exc}")
+        try:
+            model, processor = mlx_vlm.load(str(path))
         except BaseException:
             clear_thread_streams()  # the runner thread ends here: leave no MLX streams behind
             raise
         return MlxVlmModel(model, processor)
 
 
-def _text_only(path: Path) -> TextOnlyModel:
-    log.warning("mlx-vlm is not installed: serving the vision model in %s as text only, through "
-                "mlx-lm (%s for images)", path, INSTALL)
+def _text_only(path: Path, reason: str) -> TextOnlyModel:
+    log.warning("serving the vision model in %s as text only, through mlx-lm: %s", path, reason)
     try:
         base = MlxLmBackend().load(path)
     except Exception as exc:
-        raise ExtraMissing(f"{exc} (a vision model, and mlx-vlm is not installed: {INSTALL})") from None
-    return TextOnlyModel(base.model, base.tokenizer)
+        raise Unavailable(f"{exc} (a vision model, and {reason})") from None
+    return TextOnlyModel(base.model, base.tokenizer, reason)
 
 
 class TextOnlyModel(MlxLmModel):
-    """A vision model's language part on mlx-lm, because mlx-vlm is not installed."""
+    """A vision model's language part on mlx-lm, because mlx-vlm cannot run it here."""
+
+    def __init__(self, model: Any, tokenizer: Any, reason: str) -> None:
+        super().__init__(model, tokenizer)
+        self.reason = reason
 
     def prepare_images(self, text: str, images: list[bytes]) -> tuple[list[int], Any]:
-        """Always refuses: the vision tower was not loaded."""
-        raise ExtraMissing(NOT_INSTALLED)
+        """Always refuses, saying why: the vision tower was not loaded."""
+        raise Unavailable(self.reason)
 
 
 def _picture(number: int, data: bytes) -> Any:

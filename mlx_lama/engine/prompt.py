@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlx_lama.api.errors import ApiError, BadRequest
-from mlx_lama.backends.base import BadInput, ExtraMissing, LoadedModel
+from mlx_lama.backends.base import BadInput, LoadedModel, Unavailable
 from mlx_lama.engine import gotemplate
 from mlx_lama.engine.params import ModelPrompting, Options, PromptSpec
 from mlx_lama.vocab import FIM_MARKERS
@@ -160,7 +160,7 @@ def _render_with_images(spec: PromptSpec, model: LoadedModel, prompting: ModelPr
         ids, media = prepare(text, images)
     except BadInput as exc:
         raise BadRequest(str(exc)) from None
-    except ExtraMissing as exc:
+    except Unavailable as exc:
         raise ApiError(str(exc)) from None
     ids = _with_context(spec, model, ids)
     # Cutting into an image's tokens would break it, and old turns may hold the images asked

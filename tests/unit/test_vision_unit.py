@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mlx_lama.backends.mlx_vlm import _content
+from mlx_lama.backends.base import Unavailable
+from mlx_lama.backends.mlx_vlm import MlxVlmBackend, _content
+from mlx_lama.backends.threads import run_isolated
 from mlx_lama.cli.backends import catalog
 from mlx_lama.store.info import capabilities, has_vision
 
@@ -74,3 +79,11 @@ def test_the_backends_table_lists_mlx_vlm_as_an_extra() -> None:
     entry = next(b for b in catalog() if b["name"] == "mlx-vlm")
     assert "pip install 'mlx-lama[vision]'" in entry["description"]
     assert entry["status"] in ("installed", "not installed")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mlx_vlm") is None, reason="mlx-vlm is not installed")
+def test_an_architecture_mlx_vlm_lacks_goes_to_mlx_lm_or_says_why(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "no_such_vl", "vision_config": {}}))
+    # Neither mlx-vlm nor mlx-lm knows it: the load error says both.
+    with pytest.raises(Unavailable, match="the installed mlx-vlm cannot read this model's images"):
+        run_isolated(MlxVlmBackend().load, tmp_path)
