@@ -8,10 +8,10 @@ our Go-template interpreter, a Jinja one by the tokenizer's chat-template machin
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from mlx_lama.api.errors import ApiError, BadRequest
-from mlx_lama.backends.base import BadInput, LoadedModel, Unavailable
+from mlx_lama.backends.base import BadInput, LoadedModel, Unavailable, VisionModel
 from mlx_lama.engine import gotemplate
 from mlx_lama.engine.params import ModelPrompting, Options, PromptSpec
 from mlx_lama.vocab import FIM_MARKERS
@@ -144,8 +144,7 @@ def _render_with_images(spec: PromptSpec, model: LoadedModel, prompting: ModelPr
                         opts: Options) -> Prompt:
     """A prompt with images: the model's chat template places one placeholder per image, which
     the model's processor expands into the image's tokens (so they count in the window)."""
-    prepare = getattr(model, "prepare_images", None)
-    if prepare is None:
+    if not hasattr(model, "prepare_images"):
         raise BadRequest("this model does not support image input")
     template = spec.template or prompting.template
     if spec.raw or spec.suffix or (template and not is_jinja(template)):
@@ -157,7 +156,7 @@ def _render_with_images(spec: PromptSpec, model: LoadedModel, prompting: ModelPr
     text = _render_messages(spec, model, prompting, messages)
     images = [image for m in messages for image in m.get("images") or []]
     try:
-        ids, media = prepare(text, images)
+        ids, media = cast(VisionModel, model).prepare_images(text, images)
     except BadInput as exc:
         raise BadRequest(str(exc)) from None
     except Unavailable as exc:

@@ -203,6 +203,17 @@ def test_img_markers_place_images_and_history_keeps_them(server: LiveServer) -> 
 
 
 @needs_vlm
+def test_chunked_prefill_and_context_shift_work_with_images(server: LiveServer) -> None:
+    whole = generate(server, images=[WIDE])["response"]
+    for num_batch in (1, 5):  # the prefill in chunks of this many tokens, cutting through the image
+        chunked = generate(server, images=[WIDE], options={**GREEDY, "num_batch": num_batch})
+        assert chunked["response"] == whole
+    # An answer longer than the window: the KV cache rotates, keeping num_keep tokens.
+    shifted = generate(server, images=[WIDE], options={"temperature": 0, "num_predict": 40, "num_ctx": 32})
+    assert shifted["eval_count"] == 40 and shifted["prompt_eval_count"] == 26
+
+
+@needs_vlm
 def test_a_vision_model_still_answers_text(server: LiveServer) -> None:
     r = post(server, "/api/chat", {"model": VLM, "stream": False, "options": GREEDY,
                                    "messages": [{"role": "system", "content": "Be brief."},
