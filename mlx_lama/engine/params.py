@@ -129,6 +129,7 @@ class PromptSpec:
     tools: list[dict[str, Any]] | None = None
     think: bool | None = None
     context: list[int] | None = None  # /api/generate's deprecated `context`
+    images: list[bytes] = field(default_factory=list)  # generate's images (chat: each message's "images")
     truncate: bool = True
     shift: bool = True
 

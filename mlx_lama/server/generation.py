@@ -149,7 +149,7 @@ async def generate_reply(request: Request, req: GenerateRequest) -> Reply[Genera
     if req.raw and (req.template or req.system or req.context):
         raise errors.BadRequest("raw mode does not support template, system, or context")
     _unsupported(req.format, req.logprobs, req.top_logprobs)
-    common.check_images(req.images)
+    images = common.check_images(req.images)
     svc = common.services(request)
     entry = common.find_model(svc.store, req.model)
     common.require_completion(entry, req.model, "generate")
@@ -164,7 +164,7 @@ async def generate_reply(request: Request, req: GenerateRequest) -> Reply[Genera
 
     spec = PromptSpec("generate", prompt=req.prompt, system=req.system, suffix=req.suffix,
                       raw=req.raw, template=req.template, think=think, context=req.context,
-                      truncate=req.truncate is not False, shift=req.shift is not False)
+                      images=images, truncate=req.truncate is not False, shift=req.shift is not False)
     call = _prepare(request, entry, req.options, spec, keep, want_context=not req.raw,
                     render_only=req.debug_render_only, split_thinking=bool(think))
 
@@ -193,9 +193,11 @@ async def generate(request: Request) -> Response:
     return await _serve(request, await generate_reply(request, req), req.stream, fold_generate)
 
 
-def _message_dict(m: Message) -> dict[str, Any]:
-    """A message as chat templates expect it."""
+def _message_dict(m: Message, images: list[bytes]) -> dict[str, Any]:
+    """A message as chat templates expect it (its images as bytes, placed by a vision backend)."""
     out: dict[str, Any] = {"role": m.role, "content": m.content}
+    if images:
+        out["images"] = images
     if m.thinking:
         out["reasoning_content"] = m.thinking
     if m.tool_calls:
@@ -215,13 +217,12 @@ async def chat_reply(request: Request, req: ChatRequest) -> Reply[ChatResponse]:
     keep = common.keep_alive(req.keep_alive)
     _unsupported(req.format, req.logprobs, req.top_logprobs)
     messages = req.messages or []
-    for m in messages:
-        common.check_images(m.images)
+    images = [common.check_images(m.images) for m in messages]
     svc = common.services(request)
     entry = common.find_model(svc.store, req.model)
     common.require_completion(entry, req.model, "chat")
     think = _think(entry, req.think, req.model)
-    if any(m.images for m in messages):
+    if any(images):
         common.require_vision(entry)
     if req.tools:
         common.require(entry, "tools")
@@ -231,8 +232,9 @@ async def chat_reply(request: Request, req: ChatRequest) -> Reply[ChatResponse]:
             done_reason=reason))
 
     tools = [{"type": t.type, "function": t.function} for t in req.tools] if req.tools else None
-    spec = PromptSpec("chat", messages=[_message_dict(m) for m in messages], tools=tools,
-                      think=think, truncate=req.truncate is not False, shift=req.shift is not False)
+    turns = [_message_dict(m, i) for m, i in zip(messages, images, strict=True)]
+    spec = PromptSpec("chat", messages=turns, tools=tools, think=think,
+                      truncate=req.truncate is not False, shift=req.shift is not False)
     call = _prepare(request, entry, req.options, spec, keep, render_only=req.debug_render_only,
                     split_thinking=bool(think))
 
