@@ -255,3 +255,24 @@ def test_bad_images_are_clear_400s(server: LiveServer, body: dict[str, Any], sta
         r = post(server, path, {"model": VLM, "stream": stream, **body})
         assert r.status_code == status, r.text
         assert r.json()["error"].startswith(error)
+
+
+@needs_vlm
+def test_dialects_carry_images_onto_the_native_path(server: LiveServer) -> None:
+    """OpenAI's data URLs and Anthropic's base64 image blocks give the native chat's answer."""
+    native = post(server, "/api/chat", {"model": VLM, "stream": False, "options": GREEDY, "messages": [
+        {"role": "user", "content": "What is this?", "images": [SQUARE]}]}).json()
+    url = "data:image/png;base64," + SQUARE
+    parts = [{"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": url}}]
+    oa = post(server, "/v1/chat/completions", {"model": VLM, "temperature": 0, "max_tokens": 8,
+                                               "messages": [{"role": "user", "content": parts}]})
+    assert oa.status_code == 200, oa.text
+    assert oa.json()["choices"][0]["message"]["content"] == native["message"]["content"]
+    assert oa.json()["usage"]["prompt_tokens"] == native["prompt_eval_count"]
+    source = {"type": "base64", "media_type": "image/png", "data": SQUARE}
+    blocks = [{"type": "image", "source": source}, {"type": "text", "text": "What is this?"}]
+    an = post(server, "/v1/messages", {"model": VLM, "temperature": 0, "max_tokens": 8,
+                                       "messages": [{"role": "user", "content": blocks}]})
+    assert an.status_code == 200, an.text
+    assert an.json()["content"][0]["text"] == native["message"]["content"]
+    assert an.json()["usage"]["input_tokens"] == native["prompt_eval_count"]
