@@ -9,7 +9,7 @@ import anthropic
 import httpx
 import pytest
 
-from tests.support.scripted_model import HELLO
+from tests.support.fixed_reply import HELLO
 from tests.support.server import LiveServer
 
 HI = [{"role": "user", "content": "hi"}]

@@ -20,7 +20,7 @@ from langchain_core.messages import AIMessage
 from langchain_core.tools import tool
 from langchain_ollama import ChatOllama, OllamaEmbeddings, OllamaLLM
 
-from tests.support.scripted_model import HELLO
+from tests.support.fixed_reply import HELLO
 from tests.support.server import LiveServer
 
 HI = [{"role": "user", "content": "hi"}]

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.scripted_model import HELLO
+from tests.support.fixed_reply import HELLO
 from tests.support.server import LiveServer
 
 OLLAMA_JS = "0.6.3"

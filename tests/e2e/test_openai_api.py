@@ -1,6 +1,6 @@
 """OpenAI's /v1 end to end: the official `openai` client and raw bytes, against a live server.
 
-Exact content comes from scripted models (tests/support/scripted_model.py): `hello` always says
+Exact content comes from fixed-reply models (tests/support/fixed_reply.py): `hello` always says
 "Hello from mlx-lama.", `think` thinks then answers, `tool` calls get_weather(city="Paris").
 """
 
@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from tests.support.scripted_model import HELLO
+from tests.support.fixed_reply import HELLO
 from tests.support.server import LiveServer
 
 HI = [{"role": "user", "content": "hi"}]

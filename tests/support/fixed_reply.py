@@ -20,7 +20,7 @@ from pathlib import Path
 MARGIN = 20.0  # logit weight: after RMSNorm the chosen logit is ~ MARGIN * sqrt(hidden), the rest 0
 
 
-def script_model(src: Path, out: Path, pieces: list[str]) -> Path:
+def fixed_reply_model(src: Path, out: Path, pieces: list[str]) -> Path:
     """Copy the model at `src` to `out`, rewritten to answer `pieces` (distinct, non-empty) in order."""
     import mlx.core as mx
 
@@ -73,10 +73,10 @@ def script_model(src: Path, out: Path, pieces: list[str]) -> Path:
     return out
 
 
-# Scripted models the dialect and client tests share: role -> (name, tiny model role it is built
+# Fixed-reply models the dialect and client tests share: role -> (name, tiny model role it is built
 # from, reply pieces). "tool" is built on the qwen2 model (tools capability, no thinking).
 WEATHER_CALL = '\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n'
-SCRIPTS: dict[str, tuple[str, str, list[str]]] = {
+REPLIES: dict[str, tuple[str, str, list[str]]] = {
     "hello": ("hello-bot:latest", "default", ["Hello", " from", " mlx", "-lama", "."]),
     "think": ("think-bot:latest", "qwen3",
               ["<think>", "Let me", " think.", "</think>", "Hello", " there", "!"]),
