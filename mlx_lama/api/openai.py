@@ -81,15 +81,13 @@ def _go_kind(value: Any) -> str:
             dict: "map[string]interface {}"}.get(type(value), "<nil>")
 
 
-def _options(extra: dict[str, Any] | None, stop: Any, num_predict: int | None, temperature: float | None,
-             top_p: float | None, seed: int | None, frequency: float | None,
-             presence: float | None) -> dict[str, Any]:
+def _options(req: oa.ChatCompletionRequest | oa.CompletionRequest, num_predict: int | None) -> dict[str, Any]:
     """Native options: the body's own `options` (ours), under the OpenAI fields that were set, and
     Ollama's /v1 defaults (temperature and top_p 1.0) where neither says otherwise."""
-    opts = {k: v for k, v in (extra or {}).items() if v is not None}
-    stops = _stops(stop)
-    set_fields = {"stop": stops, "num_predict": num_predict, "temperature": temperature, "top_p": top_p,
-                  "seed": seed, "frequency_penalty": frequency, "presence_penalty": presence}
+    opts = {k: v for k, v in (req.options or {}).items() if v is not None}
+    set_fields = {"stop": _stops(req.stop), "num_predict": num_predict, "temperature": req.temperature,
+                  "top_p": req.top_p, "seed": req.seed, "frequency_penalty": req.frequency_penalty,
+                  "presence_penalty": req.presence_penalty}
     opts.update({k: v for k, v in set_fields.items() if v is not None})
     opts.setdefault("temperature", 1.0)
     opts.setdefault("top_p", 1.0)
@@ -246,8 +244,7 @@ def chat_request(req: oa.ChatCompletionRequest) -> ChatRequest:
     history = req.messages
     messages = [_message(m, history) for m in history]
     num_predict = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
-    options = _options(req.options, req.stop, num_predict, req.temperature, req.top_p, req.seed,
-                       req.frequency_penalty, req.presence_penalty)
+    options = _options(req, num_predict)
     return ChatRequest(model=req.model, messages=messages, stream=req.stream,
                        format=_format(req.response_format), keep_alive=req.keep_alive,
                        tools=req.tools if _tools_wanted(req) else None,
@@ -258,11 +255,10 @@ def chat_request(req: oa.ChatCompletionRequest) -> ChatRequest:
 def generate_request(req: oa.CompletionRequest) -> GenerateRequest:
     """A /v1/completions request as a native generate request (`logprobs: n` asks for n alternatives)."""
     _refuse_unsupported(req)
-    options = _options(req.options, req.stop, req.max_tokens, req.temperature, req.top_p, req.seed,
-                       req.frequency_penalty, req.presence_penalty)
     return GenerateRequest(model=req.model, prompt=req.prompt, suffix=req.suffix, stream=req.stream,
-                           keep_alive=req.keep_alive, options=options, logprobs=req.logprobs is not None,
-                           top_logprobs=req.logprobs or 0, debug_render_only=req.debug_render_only)
+                           keep_alive=req.keep_alive, options=_options(req, req.max_tokens),
+                           logprobs=req.logprobs is not None, top_logprobs=req.logprobs or 0,
+                           debug_render_only=req.debug_render_only)
 
 
 # ---------------------------------------------------------------- responses
