@@ -142,7 +142,8 @@ NEEDS_COMPLETION = {"tools", "thinking", "insert"}
 
 def test_every_capability_works_and_every_refusal_is_for_a_missing_one(
         live_server: LiveServer, models: list[str]) -> None:
-    tags = {m["name"]: m.get("capabilities") for m in httpx.get(f"{live_server.url}/api/tags").json()["models"]}
+    listed = httpx.get(f"{live_server.url}/api/tags").json()["models"]
+    tags = {m["name"]: m.get("capabilities") for m in listed}
     seen: set[tuple[str, bool]] = set()
     for name in models:
         caps = post(live_server, "/api/show", model=name).json()["capabilities"]

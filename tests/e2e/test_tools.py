@@ -16,8 +16,14 @@ import httpx
 import ollama
 import pytest
 
-from tests.support.scripted_model import (AFTER_TOOL_THINKING, PREAMBLE, TOOL_THINKING, WEATHER_ANSWER,
-                                          WEATHER_ARGS, WEATHER_TOOL)
+from tests.support.scripted_model import (
+    AFTER_TOOL_THINKING,
+    PREAMBLE,
+    TOOL_THINKING,
+    WEATHER_ANSWER,
+    WEATHER_ARGS,
+    WEATHER_TOOL,
+)
 from tests.support.server import LiveServer
 
 ASK = [{"role": "user", "content": "What is the weather in Paris?"}]

@@ -45,7 +45,8 @@ def test_strip_thinking(content: str, want: str) -> None:
     assert strip_thinking(content) == want
 
 
-JINJA_TOOLS = "{% if tools %}{{ tools | tojson }}{% endif %}{% for m in messages %}{{ m.content }}{% endfor %}"
+JINJA_TOOLS = ("{% if tools %}{{ tools | tojson }}{% endif %}"
+               "{% for m in messages %}{{ m.content }}{% endfor %}")
 JINJA_PLAIN = "{% for m in messages %}{{ m.content }}{% endfor %}"
 JINJA_R1 = "{% for m in messages %}{% set c = m.content.split('</think>')[-1] %}{{ c }}{% endfor %}"
 GO_TOOLS_THINK = "{{ if .Tools }}{{ .Tools }}{{ end }}{{ if .Think }}<think>{{ end }}</think>{{ .Prompt }}"

@@ -60,7 +60,8 @@ CASES = [
      '<tool_call>\n{"name": "get_weather", "arguments": {"city": \n</tool_call>',
      '<tool_call>\n{"name": "get_weather", "arguments": {"city": \n</tool_call>', []),
     ("hermes-cut-off-by-length", mlx("json_tools"),
-     'Sure.<tool_call>\n{"name": "get_weather", "argu', 'Sure.<tool_call>\n{"name": "get_weather", "argu', []),
+     'Sure.<tool_call>\n{"name": "get_weather", "argu',
+     'Sure.<tool_call>\n{"name": "get_weather", "argu', []),
     ("qwen3-coder-xml", mlx("qwen3_coder"),
      "<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n</function>\n</tool_call>",
      "", [(0, "get_weather", PARIS)]),
@@ -69,11 +70,13 @@ CASES = [
      '{"name": "get_current_weather", "parameters": {"location": "San Francisco, CA", "unit": "celsius"}}',
      "", [(0, "get_current_weather", SF)]),
     ("llama3.1-python-tag", LLAMA3,
-     '<|python_tag|>{"name": "get_weather", "parameters": {"city": "Paris"}}', "", [(0, "get_weather", PARIS)]),
+     '<|python_tag|>{"name": "get_weather", "parameters": {"city": "Paris"}}', "",
+     [(0, "get_weather", PARIS)]),
     ("llama3.1-python-tag-two-calls", LLAMA3,
      '<|python_tag|>{"name": "get_weather", "parameters": {"city": "Paris"}}; '
      '{"name": "add", "parameters": {"a": 3}}', "", [(0, "get_weather", PARIS), (1, "add", {"a": 3})]),
-    ("llama3-json-answer-is-content", LLAMA3, '{"answer": 42, "unit": "km"}', '{"answer": 42, "unit": "km"}', []),
+    ("llama3-json-answer-is-content", LLAMA3, '{"answer": 42, "unit": "km"}',
+     '{"answer": 42, "unit": "km"}', []),
     ("llama3-unknown-tool-is-content", LLAMA3, '{"name": "launch_rocket", "parameters": {}}',
      '{"name": "launch_rocket", "parameters": {}}', []),
     ("llama3-json-later-is-content", LLAMA3, 'Here: {"name": "get_weather", "parameters": {"city": "Paris"}}',
@@ -108,7 +111,8 @@ CASES = [
     ("gemma4", mlx("gemma4"), '<|tool_call>call:get_weather{city:<|"|>Paris<|"|>}<tool_call|>',
      "", [(0, "get_weather", PARIS)]),
     # A Go template's own tag (Ollama's generic parser): JSON after it.
-    ("go-tag-generic", (ToolSyntax("<|tool_call|>"),), '<|tool_call|>[{"name": "add", "arguments": {"a": 7}}]',
+    ("go-tag-generic", (ToolSyntax("<|tool_call|>"),),
+     '<|tool_call|>[{"name": "add", "arguments": {"a": 7}}]',
      "", [(0, "add", {"a": 7})]),
 ]
 
@@ -188,15 +192,19 @@ QWEN_GO = ('{{- range .Messages }}{{- if eq .Role "assistant" }}<|im_start|>assi
            '{{ .Content }}{{- else if .ToolCalls }}<tool_call>\n{{ range .ToolCalls }}{"name": '
            '"{{ .Function.Name }}", "arguments": {{ .Function.Arguments }}}\n{{ end }}</tool_call>{{ end }}'
            '{{ end }}{{ end }}')
-LLAMA_GO = ('{{- range .Messages }}{{- if .ToolCalls }}{{ range .ToolCalls }}{"name": "{{ .Function.Name }}", '
-            '"parameters": {{ .Function.Arguments }}}{{ end }}{{ end }}{{ end }}')
+LLAMA_GO = ('{{- range .Messages }}{{- if .ToolCalls }}{{ range .ToolCalls }}'
+            '{"name": "{{ .Function.Name }}", "parameters": {{ .Function.Arguments }}}'
+            '{{ end }}{{ end }}{{ end }}')
 MISTRAL_GO = ('{{- range .Messages }}{{- if .ToolCalls }}[TOOL_CALLS] [{{ range .ToolCalls }}{"name": '
-              '"{{ .Function.Name }}", "arguments": {{ json .Function.Arguments }}}{{ end }}]{{ end }}{{ end }}')
+              '"{{ .Function.Name }}", "arguments": {{ json .Function.Arguments }}}'
+              '{{ end }}]{{ end }}{{ end }}')
 GRANITE_GO = ('{{- range .Messages }}{{- if .ToolCalls }}<|tool_call|>[{{ range .ToolCalls }}{"name": '
               '"{{ .Function.Name }}"}{{ end }}]{{ end }}{{ end }}')
-LLAMA31_JINJA = ("{%- if tools %}{{- 'Respond in the format {\"name\": function name, \"parameters\": ...}' }}"
+LLAMA31_JINJA = ("{%- if tools %}"
+                 "{{- 'Respond in the format {\"name\": function name, \"parameters\": ...}' }}"
                  "{%- endif %}{%- if builtin_tools %}{{- '<|python_tag|>' }}{%- endif %}")
-MISTRAL_JINJA = "{%- for m in messages %}{%- if m.tool_calls %}{{- '[TOOL_CALLS][' }}{%- endif %}{%- endfor %}"
+MISTRAL_JINJA = ("{%- for m in messages %}{%- if m.tool_calls %}{{- '[TOOL_CALLS][' }}{%- endif %}"
+                 "{%- endfor %}")
 
 
 @pytest.mark.parametrize("model,template,go,starts", [
