@@ -23,6 +23,15 @@ class InputTooLong(Exception):
     """An embedding input is longer than the window and the request forbade truncation."""
 
 
+class BadInput(Exception):
+    """An input this model cannot use, e.g. image bytes that are no picture (the client's fault)."""
+
+
+class Unavailable(Exception):
+    """What the request needs is missing from this installation, e.g. the optional mlx-vlm (the
+    server's setup, not the client's fault)."""
+
+
 @dataclass(frozen=True)
 class TokenStep:
     """One generated token: its id, the text it completes (may be empty) and, last, why it ended."""
@@ -104,6 +113,19 @@ class LoadedModel(Protocol):
 
     def close(self) -> None:
         """Drop the weights and return the memory to the system."""
+
+
+class VisionModel(LoadedModel, Protocol):
+    """A loaded model that also reads images (see backends/mlx_vlm.py)."""
+
+    def prepare_images(self, text: str, images: list[bytes]) -> tuple[list[int], Any]:
+        """The ids of a rendered prompt with each image placeholder expanded into that image's
+        tokens, and what the model reads of the images (opaque: handed back to `generate`).
+        Raises BadInput for bytes that are no picture, Unavailable when it cannot see at all."""
+
+    def generate(self, ids: list[int], opts: Options, *, max_tokens: int, max_kv_size: int | None,
+                 cancelled: Callable[[], bool], media: Any = None) -> Iterator[TokenStep]:
+        """As LoadedModel.generate, with `media` from `prepare_images` when the prompt has images."""
 
 
 class EmbeddingModel(Protocol):

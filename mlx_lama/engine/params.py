@@ -130,6 +130,7 @@ class PromptSpec:
     think: bool | str | None = None  # None = not asked; a level ("low", "high", ...) also means on
     strip_past_thinking: bool = False  # drop `<think>` text from assistant turns before the last user
     context: list[int] | None = None  # /api/generate's deprecated `context`
+    images: list[bytes] = field(default_factory=list)  # generate's images (chat: each message's "images")
     truncate: bool = True
     shift: bool = True
 

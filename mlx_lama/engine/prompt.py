@@ -8,10 +8,10 @@ our Go-template interpreter, a Jinja one by the tokenizer's chat-template machin
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from mlx_lama.api.errors import BadRequest
-from mlx_lama.backends.base import LoadedModel
+from mlx_lama.api.errors import ApiError, BadRequest
+from mlx_lama.backends.base import BadInput, LoadedModel, Unavailable, VisionModel
 from mlx_lama.engine import gotemplate
 from mlx_lama.engine.params import ModelPrompting, Options, PromptSpec
 from mlx_lama.engine.thinking import strip_thinking
@@ -28,6 +28,7 @@ class Prompt:
     text: str
     ids: list[int]
     truncated: bool = False
+    media: Any = None  # a vision model's image tensors, for its generate()
 
 
 def is_jinja(template: str) -> bool:
@@ -106,6 +107,8 @@ def chat_messages(spec: PromptSpec, prompting: ModelPrompting) -> list[dict[str,
     messages = list(spec.messages)
     if spec.kind == "generate":
         messages = [{"role": "user", "content": spec.prompt}]
+        if spec.images:
+            messages[0]["images"] = spec.images
     system = spec.system or prompting.system
     head: list[dict[str, Any]] = []
     if system and not (messages and messages[0]["role"] == "system"):
@@ -122,6 +125,8 @@ def chat_messages(spec: PromptSpec, prompting: ModelPrompting) -> list[dict[str,
 
 def render(spec: PromptSpec, model: LoadedModel, prompting: ModelPrompting, opts: Options) -> Prompt:
     """Render and tokenize a request, fitting it into `opts.num_ctx`."""
+    if spec.images or any(m.get("images") for m in spec.messages):
+        return _render_with_images(spec, model, prompting, opts)
     if spec.kind == "generate" and spec.suffix:
         return _fit(_render_fim(spec, model, prompting), spec, opts)
     if spec.kind == "generate" and spec.raw:
@@ -146,6 +151,36 @@ def render(spec: PromptSpec, model: LoadedModel, prompting: ModelPrompting, opts
     fitted = _fit(prompt, spec, opts)
     fitted.truncated = fitted.truncated or truncated
     return fitted
+
+
+def _render_with_images(spec: PromptSpec, model: LoadedModel, prompting: ModelPrompting,
+                        opts: Options) -> Prompt:
+    """A prompt with images: the model's chat template places one placeholder per image, which
+    the model's processor expands into the image's tokens (so they count in the window)."""
+    if not hasattr(model, "prepare_images"):
+        raise BadRequest("this model does not support image input")
+    template = spec.template or prompting.template
+    if spec.raw or spec.suffix or (template and not is_jinja(template)):
+        raise BadRequest("images need the model's chat template: they cannot be used with raw, "
+                         "suffix or a Go TEMPLATE")
+    messages = chat_messages(spec, prompting)
+    if any(m.get("images") and m["role"] != "user" for m in messages):
+        raise BadRequest("images are only supported on user messages")
+    text = _render_messages(spec, model, prompting, messages)
+    images = [image for m in messages for image in m.get("images") or []]
+    try:
+        ids, media = cast(VisionModel, model).prepare_images(text, images)
+    except BadInput as exc:
+        raise BadRequest(str(exc)) from None
+    except Unavailable as exc:
+        raise ApiError(str(exc)) from None
+    ids = _with_context(spec, model, ids)
+    # Cutting into an image's tokens would break it, and old turns may hold the images asked
+    # about: a prompt with images that does not fit is an error rather than truncated.
+    if len(ids) > opts.num_ctx:
+        raise BadRequest(f"the input length ({len(ids)} tokens, images included) exceeds the context "
+                         f"length ({opts.num_ctx} tokens)")
+    return Prompt(text, ids, media=media)
 
 
 def _chat_prompt(spec: PromptSpec, model: LoadedModel, prompting: ModelPrompting,

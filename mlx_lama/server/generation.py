@@ -186,7 +186,7 @@ async def generate_reply(request: Request, req: GenerateRequest) -> Reply[Genera
     if req.raw and (req.template or req.system or req.context):
         raise errors.BadRequest("raw mode does not support template, system, or context")
     _unsupported(req.format, req.logprobs, req.top_logprobs)
-    common.check_images(req.images)
+    images = common.check_images(req.images)
     svc = common.services(request)
     entry = common.find_model(svc.store, req.model)
     common.require_completion(entry, req.model, "generate")
@@ -201,7 +201,7 @@ async def generate_reply(request: Request, req: GenerateRequest) -> Reply[Genera
 
     spec = PromptSpec("generate", prompt=req.prompt, system=req.system, suffix=req.suffix,
                       raw=req.raw, template=req.template, think=think, context=req.context,
-                      truncate=req.truncate is not False, shift=req.shift is not False)
+                      images=images, truncate=req.truncate is not False, shift=req.shift is not False)
     call = _prepare(request, entry, req.options, spec, keep, want_context=not req.raw,
                     render_only=req.debug_render_only, split_thinking=bool(think))
 
@@ -230,16 +230,19 @@ async def generate(request: Request) -> Response:
     return await _serve(request, await generate_reply(request, req), req.stream, fold_generate)
 
 
-def _message_dicts(messages: list[Message]) -> list[dict[str, Any]]:
-    """Messages as chat templates expect them (Jinja and Go alike).
+def _message_dicts(messages: list[Message], images: list[list[bytes]]) -> list[dict[str, Any]]:
+    """Messages as chat templates expect them (Jinja and Go alike), each with its images as bytes
+    (placed by a vision backend).
 
     A tool result names its tool by `tool_name` or by `tool_call_id`; an id alone is resolved
     to the name of the earlier call it answers, since templates print the name.
     """
     names: dict[str, str] = {}
     out = []
-    for m in messages:
+    for m, pictures in zip(messages, images, strict=True):
         d: dict[str, Any] = {"role": m.role, "content": m.content}
+        if pictures:
+            d["images"] = pictures
         if m.thinking:
             d["reasoning_content"] = d["thinking"] = m.thinking
         if m.tool_calls:
@@ -263,13 +266,12 @@ async def chat_reply(request: Request, req: ChatRequest) -> Reply[ChatResponse]:
     keep = common.keep_alive(req.keep_alive)
     _unsupported(req.format, req.logprobs, req.top_logprobs)
     messages = req.messages or []
-    for m in messages:
-        common.check_images(m.images)
+    images = [common.check_images(m.images) for m in messages]
     svc = common.services(request)
     entry = common.find_model(svc.store, req.model)
     common.require_completion(entry, req.model, "chat")
     think = _think(entry, req.think, req.model)
-    if any(m.images for m in messages):
+    if any(images):
         common.require_vision(entry)
     if req.tools:
         common.require(entry, "tools")
@@ -279,7 +281,7 @@ async def chat_reply(request: Request, req: ChatRequest) -> Reply[ChatResponse]:
             done_reason=reason))
 
     tools = [{"type": t.type, "function": t.function} for t in req.tools] if req.tools else None
-    spec = PromptSpec("chat", messages=_message_dicts(messages), tools=tools, think=think,
+    spec = PromptSpec("chat", messages=_message_dicts(messages, images), tools=tools, think=think,
                       strip_past_thinking=_strips_past_thinking(entry),
                       truncate=req.truncate is not False, shift=req.shift is not False)
     call = _prepare(request, entry, req.options, spec, keep, render_only=req.debug_render_only,
