@@ -160,7 +160,7 @@ class ParsedToolCall:
 class Step:
     """A piece of a generation stream; the last one has `done` and the metrics.
 
-    A step carrying `tool_calls` carries no text: clients see each call in a chunk of its own.
+    A step carrying `tool_calls` carries no text: clients get calls in chunks of their own.
     """
 
     text: str = ""

@@ -118,7 +118,7 @@ LOGIT_SCALE = 3.0
 @functools.lru_cache(maxsize=None)
 def _base_tokenizer(arch: str) -> str:
     """The tiny model's trained tokenizer for a family, serialised (training takes ~1 s)."""
-    return str(_build_tokenizer(_ARCHS[arch], 4096, False, None).to_str())
+    return str(_build_tokenizer(_ARCHS[arch], 1024, False, None).to_str())
 
 
 def _tokenizer(variant: Variant) -> tuple[Any, dict[str, int]]:
