@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mlx_lama.engine.params import Options
+from mlx_lama.engine.toolcalls import ToolSyntax
 
 
 class Cancelled(Exception):
@@ -92,8 +93,13 @@ class LoadedModel(Protocol):
         """The model's own (Jinja) chat template, if it has one."""
 
     def render_chat(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None,
-                    think: bool | None, template: str | None = None) -> str:
-        """The chat prompt as text, ending with the assistant's generation prompt."""
+                    think: bool | str | None, template: str | None = None) -> str:
+        """The chat prompt as text, ending with the assistant's generation prompt (`think`: a
+        bool, or a level such as "high", which also turns thinking on)."""
+
+    def tool_syntax(self, family: str | None = None) -> ToolSyntax | None:
+        """How the model writes tool calls: the parser chosen for its own chat template (family
+        None; None when there is none), or the parser of that family (e.g. "mistral")."""
 
     def generate(self, ids: list[int], opts: Options, *, max_tokens: int, max_kv_size: int | None,
                  cancelled: Callable[[], bool]) -> Iterator[TokenStep]:

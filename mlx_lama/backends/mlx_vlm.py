@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from mlx_lama.backends.base import BadInput, TokenStep, Unavailable
-from mlx_lama.backends.mlx_lm import MlxLmBackend, MlxLmModel, _logits_processors, _sampler
+from mlx_lama.backends.mlx_lm import MlxLmBackend, MlxLmModel, _logits_processors, _sampler, mlx_tool_syntax
 from mlx_lama.backends.threads import clear_thread_streams, release_model_memory, weight_bytes
 from mlx_lama.engine.params import Options
+from mlx_lama.engine.toolcalls import ToolSyntax
 
 log = logging.getLogger("mlx_lama.vision")
 
@@ -141,21 +142,29 @@ class MlxVlmModel:
         return template or getattr(self.tokenizer, "chat_template", None)
 
     def render_chat(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None,
-                    think: bool | None, template: str | None = None) -> str:
+                    think: bool | str | None, template: str | None = None) -> str:
         """Render with mlx-vlm's per-architecture message layout and the model's template; each
-        image of a user message becomes an image part, placed at its `[img]` marker or first."""
+        image of a user message becomes an image part, placed at its `[img]` marker or first.
+        `think` as in MlxLmModel.render_chat."""
         from mlx_vlm.prompt_utils import apply_chat_template
 
         kwargs: dict[str, Any] = {}
         if tools:
             kwargs["tools"] = tools
         if think is not None:
-            kwargs["enable_thinking"] = think
+            kwargs["enable_thinking"] = bool(think)
+        if isinstance(think, str):
+            kwargs["reasoning_effort"] = "high" if think == "max" else think
         if template:
             kwargs["chat_template"] = template
         turns = [{**{k: v for k, v in m.items() if k != "images"}, "content": _content(m)} for m in messages]
         return str(apply_chat_template(self.processor, self.model.config, turns,
                                        add_generation_prompt=True, **kwargs))
+
+    def tool_syntax(self, family: str | None = None) -> ToolSyntax | None:
+        """mlx-lm's parser of `family`; None for the model's own (mlx-vlm's tokenizer picks none,
+        so the engine reads the syntax from the chat template)."""
+        return mlx_tool_syntax(self.tokenizer, family)
 
     def prepare_images(self, text: str, images: list[bytes]) -> tuple[list[int], Any]:
         """The prompt's ids with each image placeholder expanded into its image tokens, and the

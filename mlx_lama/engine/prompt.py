@@ -14,6 +14,7 @@ from mlx_lama.api.errors import ApiError, BadRequest
 from mlx_lama.backends.base import BadInput, LoadedModel, Unavailable, VisionModel
 from mlx_lama.engine import gotemplate
 from mlx_lama.engine.params import ModelPrompting, Options, PromptSpec
+from mlx_lama.engine.thinking import strip_thinking
 from mlx_lama.vocab import FIM_MARKERS
 
 # Rendered in place of `.Response`; the prompt ends where the answer would begin.
@@ -41,6 +42,11 @@ def fim_style(model: LoadedModel) -> tuple[str, str, str] | None:
         if all(model.has_token(t) for t in style):
             return style
     return None
+
+
+def _think(spec: PromptSpec) -> dict[str, Any]:
+    """`.Think`/`.ThinkLevel` of a Go template: `true` is level "medium", as Ollama's ThinkValue."""
+    return {"think": spec.think, "think_level": "medium" if spec.think is True else ""}
 
 
 def _go_render(template: str, **data: Any) -> str:
@@ -72,7 +78,7 @@ def _render_messages(spec: PromptSpec, model: LoadedModel, prompting: ModelPromp
 def _render_go_chat(template: str, messages: list[dict[str, Any]], spec: PromptSpec) -> str:
     tmpl = gotemplate.parse(template)
     if "Messages" in tmpl.variables():
-        return _go_render(template, messages=messages, tools=spec.tools, think=spec.think)
+        return _go_render(template, messages=messages, tools=spec.tools, **_think(spec))
     # A template without .Messages describes one turn: render it per user turn, with the answer
     # already given for past turns, and cut the last one where the new answer begins.
     system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
@@ -88,7 +94,7 @@ def _render_go_chat(template: str, messages: list[dict[str, Any]], spec: PromptS
     for i, (user, answer) in enumerate(turns):
         last = i == len(turns) - 1
         data: dict[str, Any] = {"system": system if i == 0 else "", "prompt": user,
-                                "tools": spec.tools, "think": spec.think}
+                                "tools": spec.tools, **_think(spec)}
         if last:
             out.append(_go_render(template, **data))
         else:
@@ -107,7 +113,14 @@ def chat_messages(spec: PromptSpec, prompting: ModelPrompting) -> list[dict[str,
     head: list[dict[str, Any]] = []
     if system and not (messages and messages[0]["role"] == "system"):
         head.append({"role": "system", "content": system})
-    return head + list(prompting.messages) + messages
+    out = head + list(prompting.messages) + messages
+    if spec.strip_past_thinking:
+        # Ollama's filterThinkTags (qwen3, deepseek-r1): reasoning written into the content of
+        # assistant turns before the last user message is dropped from the history.
+        last_user = max((i for i, m in enumerate(out) if m["role"] == "user"), default=-1)
+        out = [dict(m, content=strip_thinking(m.get("content") or ""))
+               if m["role"] == "assistant" and i < last_user else m for i, m in enumerate(out)]
+    return out
 
 
 def render(spec: PromptSpec, model: LoadedModel, prompting: ModelPrompting, opts: Options) -> Prompt:
@@ -120,7 +133,7 @@ def render(spec: PromptSpec, model: LoadedModel, prompting: ModelPrompting, opts
         return _fit(Prompt(spec.prompt, _encode(model, spec.prompt, from_chat_template=False)), spec, opts)
     if spec.kind == "generate" and spec.template and not is_jinja(spec.template):
         text = _go_render(spec.template, system=spec.system or prompting.system, prompt=spec.prompt,
-                          think=spec.think)
+                          **_think(spec))
         return _fit(Prompt(text, _with_context(spec, model, _encode(model, text, from_chat_template=False))),
                     spec, opts)
 

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any, cast
 
 from mlx_lama.api.errors import ApiError, BadRequest
-from mlx_lama.backends.base import (Backend, Batch, Cancelled, EmbeddingModel, InputTooLong,
-                                    LoadedModel)
+from mlx_lama.backends.base import Backend, Batch, Cancelled, EmbeddingModel, InputTooLong, LoadedModel
 from mlx_lama.engine import prompt as prompting
+from mlx_lama.engine import toolcalls
 from mlx_lama.engine.batching import BatchLoop
 from mlx_lama.engine.params import EmbedJob, EmbedResult, GenJob, Step
 from mlx_lama.engine.sequence import Emit, Plan, SeqStream
@@ -231,7 +231,12 @@ class Runner:
         if limit is not None and limit <= 0:
             emit(Step(done=True, done_reason="length", prompt_eval_count=len(ids)))
             return None
-        return Plan(job, prompt, limit, shift_window)
+        syntaxes: tuple[toolcalls.ToolSyntax, ...] = ()
+        if job.spec.tools:
+            template = job.spec.template or job.prompting.template
+            syntaxes = toolcalls.syntaxes_for(model, template,
+                                              go=bool(template) and not prompting.is_jinja(template))
+        return Plan(job, prompt, limit, shift_window, syntaxes)
 
     def _run(self, job: GenJob, emit: Emit, cancel: threading.Event) -> None:
         """Serve one job alone with `stream_generate` (models that cannot batch)."""

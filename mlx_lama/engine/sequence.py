@@ -1,8 +1,9 @@
 """One generation's stream state, shared by the batched and the serial paths.
 
 Tokens arrive with their text; stop strings are matched on that text with hold-back (so a stop
-string never reaches the client), thinking is split from content, and the final step carries
-Ollama's metrics. Where the tokens come from (a batch step or `stream_generate`) does not matter.
+string never reaches the client), thinking is split from content, tool calls are taken out of the
+content (engine/toolcalls.py says why here), and the final step carries Ollama's metrics. Where
+the tokens come from (a batch step or `stream_generate`) does not matter.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlx_lama.engine.params import GenJob, Step
+from mlx_lama.engine.params import GenJob, ParsedToolCall, Step
 from mlx_lama.engine.prompt import Prompt
 from mlx_lama.engine.stops import StopMatcher
 from mlx_lama.engine.thinking import ThinkSplitter
+from mlx_lama.engine.toolcalls import ToolCallSplitter, ToolSyntax
 from mlx_lama.vocab import THINK_OPEN
 
 Emit = Callable[[Any], None]
@@ -30,6 +32,7 @@ class Plan:
     prompt: Prompt
     limit: int | None  # tokens to generate at most; None = until EOS (context shift allowed)
     shift_window: int | None  # num_ctx when the KV cache may have to rotate (context shift)
+    tool_syntaxes: tuple[ToolSyntax, ...] = ()  # how the model writes tool calls (tools offered)
 
     @property
     def ids(self) -> list[int]:
@@ -55,11 +58,26 @@ class SeqStream:
         self.stops = StopMatcher(job.options.stop)
         self.splitter = ThinkSplitter(started=self.plan.prompt.text.rstrip().endswith(THINK_OPEN)) \
             if job.split_thinking else None
+        # As Ollama, calls are looked for only when the request offers tools.
+        self.tools = ToolCallSplitter(self.plan.tool_syntaxes, job.spec.tools) \
+            if job.spec.tools and self.plan.tool_syntaxes else None
 
-    def _send(self, text: str) -> None:
+    def _send(self, text: str, *, last: bool = False) -> None:
+        """Pass text through the thinking and tool-call splits (`last`: release what they hold)."""
         thinking, content = self.splitter.feed(text) if self.splitter else ("", text)
+        if last and self.splitter:
+            rest = self.splitter.flush()
+            thinking, content = thinking + rest[0], content + rest[1]
+        calls: list[ParsedToolCall] = []
+        if self.tools:
+            content, calls = self.tools.feed(content)
+            if last:
+                rest_content, rest_calls = self.tools.flush()
+                content, calls = content + rest_content, calls + rest_calls
         if thinking or content:
             self.emit(Step(text=content, thinking=thinking))
+        if calls:  # calls come in a chunk of their own, with no text (Ollama's stream)
+            self.emit(Step(tool_calls=calls))
 
     def feed(self, token: int, text: str, finish_reason: str | None) -> bool:
         """Take one token; returns True once a stop string is reached (generation must end)."""
@@ -75,10 +93,7 @@ class SeqStream:
 
     def finish(self) -> None:
         """Release held text and send the final step with the metrics (unless cancelled)."""
-        if not self.ended:
-            self._send(self.stops.flush())
-        if self.splitter and any(rest := self.splitter.flush()):
-            self.emit(Step(thinking=rest[0], text=rest[1]))
+        self._send("" if self.ended else self.stops.flush(), last=True)
         if self.cancel.is_set():
             return
         end = time.perf_counter_ns()

@@ -153,17 +153,32 @@ def has_vision(config: dict[str, Any], headers: list[dict[str, Any]]) -> bool:
 
 def capabilities(*, vocab: set[str], chat_template: str, go_template: str,
                  embedding: bool = False, vision: bool = False) -> list[str]:
-    """What the model can do, in Ollama's capability names."""
+    """What the model can do, in Ollama's capability names.
+
+    `go_template` is the Modelfile TEMPLATE (Go, or a Jinja template overriding the model's):
+    when set, it is what prompts are rendered with, so `tools` and `thinking` follow it. A Jinja
+    template supports tools when it reads `tools`; thinking comes from the vocabulary or the
+    template (Ollama's tests: both think tags, or Qwen/DeepSeek's split at `</think>`).
+    """
     if embedding:
         return ["embedding"]
+    template = go_template or chat_template
+    go = bool(go_template) and "{%" not in go_template
+    tags = (THINK_OPEN, THINK_CLOSE)
+    vocab_thinks = all(t in vocab for t in tags)
     caps = ["completion"]
     if vision:  # Ollama lists it right after completion
         caps.append("vision")
-    if "tools" in chat_template or ".Tools" in go_template:
+    if (".Tools" in template) if go else ("tools" in template):
         caps.append("tools")
     if ".Suffix" in go_template or any(all(t in vocab for t in style) for style in FIM_MARKERS):
         caps.append("insert")
-    if all(t in vocab for t in (THINK_OPEN, THINK_CLOSE)):
+    if go:
+        thinks = ".Think" in template and (vocab_thinks or all(t in template for t in tags))
+    else:
+        thinks = vocab_thinks or all(t in template for t in tags) or (
+            f"content.split('{THINK_CLOSE}')" in template or f'content.split("{THINK_CLOSE}")' in template)
+    if thinks:
         caps.append("thinking")
     return caps
 
