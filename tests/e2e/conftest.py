@@ -1,7 +1,8 @@
-"""A session server for the dialect and client-matrix tests: tiny models plus fixed-reply ones.
+"""A session server for the dialect and client-matrix tests: tiny models and scripted ones.
 
-Fixed-reply models (tests/support/fixed_reply.py) answer with fixed text through the real engine,
-so tests can check exact content, thinking and tool calls; the tiny random models cover the rest.
+Scripted models (tests/support/scripted_model.py) answer with known text through the real engine:
+`hello` always says HELLO, `thinker` reasons then answers, `tools` writes a preamble and calls
+get_weather(city="Paris"), and answers WEATHER_ANSWER once a tool result is in the conversation.
 """
 
 from __future__ import annotations
@@ -13,25 +14,22 @@ import pytest
 
 from mlx_lama.config import Config
 from tests.conftest import TINY
-from tests.support.fixed_reply import REPLIES, fixed_reply_model
+from tests.support.scripted_model import build_scripted_model
 from tests.support.server import LiveServer, import_model
 
-PLAIN = ("default", "qwen3", "embed")  # the tiny models this server also holds
+ROLES = ("default", "qwen3", "embed", "tools", "thinker")  # of the session's tiny models
 
 
 @pytest.fixture(scope="session")
 def dialect_server(tiny_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
                    ) -> Iterator[LiveServer]:
-    """A server over tiny-llama, tiny-qwen3, tiny-bert and the fixed-reply models (roles as keys)."""
+    """A server over some of the session's tiny models and `hello` (models by role)."""
     root = tmp_path_factory.mktemp("dialects")
-    store = root / "store"
-    models = {}
-    for role in PLAIN:
-        models[role] = TINY[role][0]
-        import_model(store, models[role], tiny_dirs[role])
-    for role, (name, base, pieces) in REPLIES.items():
-        models[role] = name
-        import_model(store, name, fixed_reply_model(tiny_dirs[base], root / role, pieces))
-    server = LiveServer(Config(models_dir=store), models).start()
+    models = {role: TINY[role][0] for role in ROLES}
+    for role in ROLES:
+        import_model(root / "store", models[role], tiny_dirs[role])
+    models["hello"] = "hello-bot:latest"
+    import_model(root / "store", models["hello"], build_scripted_model(root / "hello", "llama-hello"))
+    server = LiveServer(Config(models_dir=root / "store"), models).start()
     yield server
     server.stop()

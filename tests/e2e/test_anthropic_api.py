@@ -9,7 +9,7 @@ import anthropic
 import httpx
 import pytest
 
-from tests.support.fixed_reply import HELLO
+from tests.support.scripted_model import ANSWER, HELLO, NO_THINK_ANSWER, PREAMBLE, THINKING, WEATHER_ANSWER
 from tests.support.server import LiveServer
 
 HI = [{"role": "user", "content": "hi"}]
@@ -109,26 +109,27 @@ def test_system_and_sampling(client: anthropic.Anthropic, server: LiveServer) ->
 
 
 def test_thinking_blocks(client: anthropic.Anthropic, server: LiveServer) -> None:
-    out = create(client, server.models["think"], thinking={"type": "enabled", "budget_tokens": 1024})
-    assert [(b.type, getattr(b, "thinking", None) or getattr(b, "text", None)) for b in out.content] == [
-        ("thinking", "Let me think."), ("text", "Hello there!")]
-    with client.messages.stream(model=server.models["think"], max_tokens=64, messages=HI) as stream:
+    out = create(client, server.models["thinker"], thinking={"type": "enabled", "budget_tokens": 1024})
+    assert [b.type for b in out.content] == ["thinking", "text"]
+    assert (out.content[0].thinking.strip(), out.content[1].text) == (THINKING, ANSWER)  # type: ignore
+    with client.messages.stream(model=server.models["thinker"], max_tokens=64, messages=HI) as stream:
         final = stream.get_final_message()
     assert [b.type for b in final.content] == ["thinking", "text"]
-    assert final.content[0].thinking == "Let me think."  # type: ignore[union-attr]
-    off = create(client, server.models["think"], thinking={"type": "disabled"})
-    assert [b.type for b in off.content] == ["text"]
+    assert final.content[0].thinking.strip() == THINKING  # type: ignore[union-attr]
+    off = create(client, server.models["thinker"], thinking={"type": "disabled"})
+    assert [(b.type, b.text) for b in off.content] == [("text", NO_THINK_ANSWER)]
     # Asked of a model that cannot think, thinking is dropped rather than refused (as Ollama does).
     relaxed = create(client, server.models["hello"], thinking={"type": "enabled", "budget_tokens": 1024})
     assert relaxed.content[0].text == HELLO
 
 
 def test_tool_use(client: anthropic.Anthropic, server: LiveServer) -> None:
-    out = create(client, server.models["tool"], tools=[WEATHER])
+    out = create(client, server.models["tools"], tools=[WEATHER])
     assert out.stop_reason == "tool_use"
-    (block,) = [b for b in out.content if b.type == "tool_use"]
+    assert [b.type for b in out.content] == ["text", "tool_use"] and out.content[0].text == PREAMBLE
+    block = out.content[1]
     assert (block.name, block.input) == ("get_weather", {"city": "Paris"}) and block.id
-    with client.messages.stream(model=server.models["tool"], max_tokens=64, messages=HI,
+    with client.messages.stream(model=server.models["tools"], max_tokens=64, messages=HI,
                                 tools=[WEATHER]) as stream:  # type: ignore[list-item]
         final = stream.get_final_message()
     (streamed,) = [b for b in final.content if b.type == "tool_use"]
@@ -145,14 +146,14 @@ def test_structured_output(client: anthropic.Anthropic, server: LiveServer) -> N
 
 
 def test_tool_result_history(client: anthropic.Anthropic, server: LiveServer) -> None:
+    """A tool_use and its tool_result reach the template: the model answers from the result."""
     history = [*HI, {"role": "assistant", "content": [
+        {"type": "text", "text": PREAMBLE},
         {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}]},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"},
-                                     {"type": "text", "text": "and tomorrow?"}]}]
-    short = create(client, server.models["hello"], tools=[WEATHER])
-    out = create(client, server.models["hello"], tools=[WEATHER], messages=history)
-    assert out.content[0].text == HELLO
-    assert out.usage.input_tokens > short.usage.input_tokens
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}]}]
+    out = create(client, server.models["tools"], tools=[WEATHER], messages=history)
+    assert [(b.type, b.text) for b in out.content] == [("text", WEATHER_ANSWER)]
+    assert out.stop_reason == "end_turn"
 
 
 @pytest.mark.parametrize("body, status, kind, message", [

@@ -20,7 +20,7 @@ from langchain_core.messages import AIMessage
 from langchain_core.tools import tool
 from langchain_ollama import ChatOllama, OllamaEmbeddings, OllamaLLM
 
-from tests.support.fixed_reply import HELLO
+from tests.support.scripted_model import ANSWER, HELLO, THINKING
 from tests.support.server import LiveServer
 
 HI = [{"role": "user", "content": "hi"}]
@@ -39,16 +39,16 @@ def server(dialect_server: LiveServer) -> LiveServer:
 
 def test_sync_client_thinking(server: LiveServer) -> None:
     c = ollama.Client(host=server.url, timeout=120)
-    thought = c.chat(model=server.models["think"], messages=HI, think=True)
-    assert (thought.message.content, thought.message.thinking) == ("Hello there!", "Let me think.")
-    parts = list(c.chat(model=server.models["think"], messages=HI, stream=True))
-    assert "".join(p.message.thinking or "" for p in parts) == "Let me think."
-    assert "".join(p.message.content for p in parts) == "Hello there!"
+    thought = c.chat(model=server.models["thinker"], messages=HI, think=True)
+    assert (thought.message.content, (thought.message.thinking or "").strip()) == (ANSWER, THINKING)
+    parts = list(c.chat(model=server.models["thinker"], messages=HI, stream=True))
+    assert "".join(p.message.thinking or "" for p in parts).strip() == THINKING
+    assert "".join(p.message.content for p in parts) == ANSWER
 
 
 def test_sync_client_tool_calls(server: LiveServer) -> None:
     c = ollama.Client(host=server.url, timeout=120)
-    called = c.chat(model=server.models["tool"], messages=HI, tools=[WEATHER])
+    called = c.chat(model=server.models["tools"], messages=HI, tools=[WEATHER])
     (call,) = called.message.tool_calls or []
     assert call.function.name == "get_weather" and dict(call.function.arguments) == {"city": "Paris"}
 
@@ -66,7 +66,7 @@ def test_async_client(server: LiveServer) -> None:
         vectors = (await c.embed(model=server.models["embed"], input=["a", "b"])).embeddings
         assert len(vectors) == 2 and math.isclose(math.hypot(*vectors[0]), 1.0, rel_tol=1e-5)
         assert set(server.models.values()) <= {m.model for m in (await c.list()).models}
-        shown = await c.show(server.models["think"])
+        shown = await c.show(server.models["thinker"])
         assert shown.capabilities and "thinking" in shown.capabilities and shown.modelinfo is not None
         assert server.models["hello"] in {m.model for m in (await c.ps()).models}
         statuses = [p.status async for p in await c.create(model="async-copy", from_=server.models["hello"],
@@ -100,10 +100,10 @@ def test_chat_ollama(server: LiveServer) -> None:
     assert out.response_metadata["model"] == server.models["hello"]
     assert "".join(str(c.content) for c in llm.stream("hi")) == HELLO
     assert asyncio.run(llm.ainvoke("hi")).content == HELLO
-    thinker = ChatOllama(model=server.models["think"], base_url=server.url, reasoning=True)
+    thinker = ChatOllama(model=server.models["thinker"], base_url=server.url, reasoning=True)
     thought = thinker.invoke("hi")
-    assert thought.content == "Hello there!"
-    assert thought.additional_kwargs["reasoning_content"] == "Let me think."
+    assert thought.content == ANSWER
+    assert thought.additional_kwargs["reasoning_content"].strip() == THINKING
 
 
 def test_chat_ollama_tools(server: LiveServer) -> None:
@@ -112,7 +112,7 @@ def test_chat_ollama_tools(server: LiveServer) -> None:
         """Weather in a city."""
         return "sunny"
 
-    llm = ChatOllama(model=server.models["tool"], base_url=server.url).bind_tools([get_weather])
+    llm = ChatOllama(model=server.models["tools"], base_url=server.url).bind_tools([get_weather])
     out = llm.invoke("weather in Paris?")
     assert [(c["name"], c["args"]) for c in out.tool_calls] == [("get_weather", {"city": "Paris"})]  # type: ignore
 
@@ -199,7 +199,7 @@ async def _open_webui(url: str, model: str, tool_model: str, embed_model: str) -
 @pytest.fixture(scope="module")
 def open_webui(server: LiveServer) -> dict[str, Any]:
     """What Open WebUI's sequence of calls got back."""
-    return asyncio.run(_open_webui(server.url, server.models["hello"], server.models["tool"],
+    return asyncio.run(_open_webui(server.url, server.models["hello"], server.models["tools"],
                                    server.models["embed"]))
 
 

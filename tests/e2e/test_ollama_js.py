@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.fixed_reply import HELLO
+from tests.support.scripted_model import ANSWER, HELLO, THINKING
 from tests.support.server import LiveServer
 
 OLLAMA_JS = "0.6.3"
@@ -74,7 +74,8 @@ def test_chat_and_generate(results: dict[str, Any]) -> None:
     assert ok(results, "chat") == {"content": HELLO, "done": True, "done_reason": "stop", "eval_count": 6}
     streamed = ok(results, "chat_stream")
     assert streamed == {"content": HELLO, "chunks": 6, "done": True, "done_reason": "stop", "eval_count": 6}
-    assert ok(results, "chat_think") == {"content": "Hello there!", "thinking": "Let me think."}
+    thought = ok(results, "chat_think")
+    assert (thought["content"], thought["thinking"].strip()) == (ANSWER, THINKING)
     assert ok(results, "generate") == {"response": HELLO, "done": True, "context": True}
     assert ok(results, "generate_stream") == {"response": HELLO, "done": True}
 

@@ -1,7 +1,8 @@
 """OpenAI's /v1 end to end: the official `openai` client and raw bytes, against a live server.
 
-Exact content comes from fixed-reply models (tests/support/fixed_reply.py): `hello` always says
-"Hello from mlx-lama.", `think` thinks then answers, `tool` calls get_weather(city="Paris").
+Exact content comes from scripted models (tests/support/scripted_model.py): `hello` always says
+HELLO, `thinker` reasons then answers, `tools` calls get_weather(city="Paris") and answers once
+it has the result.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from tests.support.fixed_reply import HELLO
+from tests.support.scripted_model import ANSWER, HELLO, NO_THINK_ANSWER, PREAMBLE, THINKING, WEATHER_ANSWER
 from tests.support.server import LiveServer
 
 HI = [{"role": "user", "content": "hi"}]
@@ -126,21 +127,23 @@ def test_sampling_fields_are_honoured(client: openai.OpenAI, server: LiveServer)
 
 
 def test_thinking_is_reasoning(client: openai.OpenAI, server: LiveServer) -> None:
-    out = client.chat.completions.create(model=server.models["think"], messages=HI)  # type: ignore[arg-type]
+    out = client.chat.completions.create(model=server.models["thinker"], messages=HI)  # type: ignore[arg-type]
     msg = out.choices[0].message.model_dump()
-    assert (msg["content"], msg["reasoning"]) == ("Hello there!", "Let me think.")
+    assert (msg["content"], msg["reasoning"].strip()) == (ANSWER, THINKING)
     assert "reasoning_content" not in msg
-    chunks = events(sse(server, "/v1/chat/completions", {"model": server.models["think"], "messages": HI})[1])
+    body = {"model": server.models["thinker"], "messages": HI}
+    chunks = events(sse(server, "/v1/chat/completions", body)[1])
     deltas = [c["choices"][0]["delta"] for c in chunks]
     assert deltas[0]["role"] == "assistant"
-    assert "".join(d.get("reasoning", "") for d in deltas) == "Let me think."
-    assert "".join(d.get("content", "") for d in deltas) == "Hello there!"
-    off = post(server, "/v1/chat/completions", {"model": server.models["think"], "messages": HI,
+    assert "".join(d.get("reasoning", "") for d in deltas).strip() == THINKING
+    assert "".join(d.get("content", "") for d in deltas) == ANSWER
+    assert all(not (d.get("reasoning") and d.get("content")) for d in deltas)  # never both in one
+    off = post(server, "/v1/chat/completions", {"model": server.models["thinker"], "messages": HI,
                                                 "reasoning_effort": "none"}).json()
-    assert "reasoning" not in off["choices"][0]["message"]
-    low = post(server, "/v1/chat/completions", {"model": server.models["think"], "messages": HI,
+    assert off["choices"][0]["message"] == {"role": "assistant", "content": NO_THINK_ANSWER}
+    low = post(server, "/v1/chat/completions", {"model": server.models["thinker"], "messages": HI,
                                                 "reasoning": {"effort": "low"}}).json()
-    assert low["choices"][0]["message"]["reasoning"] == "Let me think."
+    assert low["choices"][0]["message"]["reasoning"].strip() == THINKING
     refused = post(server, "/v1/chat/completions", {"model": server.models["hello"], "messages": HI,
                                                     "reasoning_effort": "high"})
     assert refused.status_code == 400
@@ -149,45 +152,49 @@ def test_thinking_is_reasoning(client: openai.OpenAI, server: LiveServer) -> Non
 
 def test_tool_history_reaches_the_template(server: LiveServer) -> None:
     """Tools, an assistant tool call with string arguments and its result, rendered by the model's
-    template (Ollama's `_debug_render_only`)."""
+    template (Ollama's `_debug_render_only`), and answered: the model sees the tool result."""
     call = {"id": "call_1", "type": "function",
             "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}
     history = [*HI, {"role": "assistant", "content": None, "tool_calls": [call]},
                {"role": "tool", "tool_call_id": "call_1", "content": "sunny, 21C"}]
-    r = post(server, "/v1/chat/completions", {"model": server.models["tool"], "messages": history,
-                                              "tools": [WEATHER], "_debug_render_only": True})
+    body = {"model": server.models["tools"], "messages": history, "tools": [WEATHER]}
+    r = post(server, "/v1/chat/completions", {**body, "_debug_render_only": True})
     assert r.status_code == 200, r.text
     rendered = r.json()["_debug_info"]["rendered_template"]
     assert '"name": "get_weather"' in rendered and "Weather in a city" in rendered  # the tool list
     assert '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>' in rendered
-    assert "sunny, 21C" in rendered
-    none = post(server, "/v1/chat/completions", {"model": server.models["tool"], "messages": HI,
+    assert "<tool_response>\nsunny, 21C\n</tool_response>" in rendered
+    answer = post(server, "/v1/chat/completions", body).json()["choices"][0]
+    assert (answer["message"]["content"], answer["finish_reason"]) == (WEATHER_ANSWER, "stop")
+    none = post(server, "/v1/chat/completions", {"model": server.models["tools"], "messages": HI,
                                                  "tools": [WEATHER], "tool_choice": "none",
                                                  "_debug_render_only": True}).json()
     assert "get_weather" not in none["_debug_info"]["rendered_template"]
 
 
 def test_tool_calls(client: openai.OpenAI, server: LiveServer) -> None:
-    out = client.chat.completions.create(model=server.models["tool"], messages=HI,  # type: ignore[arg-type]
+    out = client.chat.completions.create(model=server.models["tools"], messages=HI,  # type: ignore[arg-type]
                                          tools=[WEATHER])  # type: ignore[list-item]
     choice = out.choices[0]
-    assert choice.finish_reason == "tool_calls"
+    assert choice.finish_reason == "tool_calls" and choice.message.content == PREAMBLE
     (call,) = choice.message.tool_calls or []
     assert call.type == "function" and call.id.startswith("call_")
     assert call.function.name == "get_weather" and isinstance(call.function.arguments, str)
     assert json.loads(call.function.arguments) == {"city": "Paris"}
-    chunks = events(sse(server, "/v1/chat/completions", {"model": server.models["tool"], "messages": HI,
+    chunks = events(sse(server, "/v1/chat/completions", {"model": server.models["tools"], "messages": HI,
                                                          "tools": [WEATHER]})[1])
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == PREAMBLE
     calls = [tc for c in chunks for tc in c["choices"][0]["delta"].get("tool_calls", [])]
     got = [(tc["index"], tc["function"]["name"], json.loads(tc["function"]["arguments"])) for tc in calls]
     assert got == [(0, "get_weather", {"city": "Paris"})]
     assert chunks[-1]["choices"][0] == {"index": 0, "delta": {}, "finish_reason": "tool_calls"}
     # The SDK's own stream accumulator rebuilds the same call from the deltas.
-    with client.chat.completions.stream(model=server.models["tool"], messages=HI,  # type: ignore[arg-type]
+    with client.chat.completions.stream(model=server.models["tools"], messages=HI,  # type: ignore[arg-type]
                                         tools=[WEATHER]) as stream:  # type: ignore[list-item]
         final = stream.get_final_completion()
     (streamed,) = final.choices[0].message.tool_calls or []
     assert json.loads(streamed.function.arguments) == {"city": "Paris"}
+    assert final.choices[0].message.content == PREAMBLE
 
 
 def test_response_format_json(client: openai.OpenAI, server: LiveServer) -> None:

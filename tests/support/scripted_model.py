@@ -38,7 +38,7 @@ from tests.support.tiny_model import _ARCHS, _build_tokenizer, _save_tokenizer, 
 
 __all__ = ["VARIANTS", "Script", "Variant", "build_scripted_model", "WEATHER_TOOL", "WEATHER_ARGS",
            "PREAMBLE", "WEATHER_ANSWER", "THINKING", "ANSWER", "NO_THINK_ANSWER", "TOOL_THINKING",
-           "AFTER_TOOL_THINKING"]
+           "AFTER_TOOL_THINKING", "HELLO"]
 
 # ------------------------------------------------------------------ what the variants say --
 
@@ -54,6 +54,7 @@ ANSWER = "Hello! How can I help you today?"
 NO_THINK_ANSWER = "Hello there."
 TOOL_THINKING = "I need the weather tool for this."
 AFTER_TOOL_THINKING = "The tool says it is sunny."
+HELLO = "Hello from mlx-lama."  # llama-hello's whole answer, five pieces (the dialect tests cut it)
 
 _QWEN_TURN = "<|im_start|>assistant\n"
 _QWEN_NO_THINK = _QWEN_TURN + "<think>\n\n</think>\n\n"  # Qwen3 with enable_thinking=False
@@ -103,6 +104,10 @@ VARIANTS: dict[str, Variant] = {
     "llama-tools": Variant("llama", "ipython", (
         Script(_LLAMA_TURN, (json.dumps({"name": "get_weather", "parameters": WEATHER_ARGS}),)),
         Script(_LLAMA_TURN, (WEATHER_ANSWER,), flag=True),
+    )),
+    # Llama 3 layout, plain text: one sentence in five pieces (one token, one chunk each).
+    "llama-hello": Variant("llama", "ipython", (
+        Script(_LLAMA_TURN, ("Hello", " from", " mlx", "-lama", ".")),
     )),
 }
 

@@ -43,7 +43,7 @@ await step('chat_stream', async () => {
            done_reason: last.done_reason, eval_count: last.eval_count }
 })
 await step('chat_think', async () => {
-  const r = await ollama.chat({ model: models.think, messages: hi, think: true })
+  const r = await ollama.chat({ model: models.thinker, messages: hi, think: true })
   return { content: r.message.content, thinking: r.message.thinking }
 })
 await step('generate', async () => {
