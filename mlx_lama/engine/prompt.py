@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlx_lama.api.errors import BadRequest
-from mlx_lama.backends.base import LoadedModel
+from mlx_lama.backends.base import PromptModel
 from mlx_lama.engine import gotemplate
 from mlx_lama.engine.params import ModelPrompting, Options, PromptSpec
 from mlx_lama.vocab import FIM_MARKERS
@@ -34,7 +34,7 @@ def is_jinja(template: str) -> bool:
     return "{%" in template
 
 
-def fim_style(model: LoadedModel) -> tuple[str, str, str] | None:
+def fim_style(model: PromptModel) -> tuple[str, str, str] | None:
     """The FIM markers this model's vocabulary has, if any."""
     for style in FIM_MARKERS:
         if all(model.has_token(t) for t in style):
@@ -51,7 +51,7 @@ def _go_render(template: str, **data: Any) -> str:
     return text if cut < 0 else text[:cut]
 
 
-def _encode(model: LoadedModel, text: str, *, from_chat_template: bool) -> list[int]:
+def _encode(model: PromptModel, text: str, *, from_chat_template: bool) -> list[int]:
     # A chat template writes the BOS token itself; encoding its output with special tokens would
     # add a second one. Raw text gets the tokenizer's framing unless it already starts with BOS.
     if from_chat_template:
@@ -60,7 +60,7 @@ def _encode(model: LoadedModel, text: str, *, from_chat_template: bool) -> list[
     return model.encode(text, special=not (bos and text.startswith(bos)))
 
 
-def _render_messages(spec: PromptSpec, model: LoadedModel, prompting: ModelPrompting,
+def _render_messages(spec: PromptSpec, model: PromptModel, prompting: ModelPrompting,
                      messages: list[dict[str, Any]]) -> str:
     template = spec.template or prompting.template
     if template and not is_jinja(template):
@@ -107,7 +107,7 @@ def chat_messages(spec: PromptSpec, prompting: ModelPrompting) -> list[dict[str,
     return head + list(prompting.messages) + messages
 
 
-def render(spec: PromptSpec, model: LoadedModel, prompting: ModelPrompting, opts: Options) -> Prompt:
+def render(spec: PromptSpec, model: PromptModel, prompting: ModelPrompting, opts: Options) -> Prompt:
     """Render and tokenize a request, fitting it into `opts.num_ctx`."""
     if spec.kind == "generate" and spec.suffix:
         return _fit(_render_fim(spec, model, prompting), spec, opts)
@@ -135,13 +135,13 @@ def render(spec: PromptSpec, model: LoadedModel, prompting: ModelPrompting, opts
     return fitted
 
 
-def _chat_prompt(spec: PromptSpec, model: LoadedModel, prompting: ModelPrompting,
+def _chat_prompt(spec: PromptSpec, model: PromptModel, prompting: ModelPrompting,
                  messages: list[dict[str, Any]], go: bool) -> Prompt:
     text = _render_messages(spec, model, prompting, messages)
     return Prompt(text, _with_context(spec, model, _encode(model, text, from_chat_template=not go)))
 
 
-def _with_context(spec: PromptSpec, model: LoadedModel, ids: list[int]) -> list[int]:
+def _with_context(spec: PromptSpec, model: PromptModel, ids: list[int]) -> list[int]:
     """Prepend generate's deprecated `context`; the continuation must not restart with BOS."""
     if not spec.context:
         return ids
@@ -151,7 +151,7 @@ def _with_context(spec: PromptSpec, model: LoadedModel, ids: list[int]) -> list[
     return list(spec.context) + ids
 
 
-def _render_fim(spec: PromptSpec, model: LoadedModel, prompting: ModelPrompting) -> Prompt:
+def _render_fim(spec: PromptSpec, model: PromptModel, prompting: ModelPrompting) -> Prompt:
     template = spec.template or prompting.template
     if template and not is_jinja(template) and "Suffix" in gotemplate.parse(template).variables():
         text = _go_render(template, system=spec.system or prompting.system, prompt=spec.prompt,

@@ -52,8 +52,9 @@ __all__ = [
 
 DEFAULT_BACKEND = "mlx-lm"
 DEFAULT_REVISION = "main"
-# mlx-lm runs in-process, vllm-mlx is a supervised server, mlx-embeddings serves /api/embed.
-BACKENDS = frozenset({"mlx-lm", "vllm-mlx", "mlx-embeddings"})
+# mlx-lm runs in-process, vllm-mlx is a supervised server, mlx-embeddings serves /api/embed;
+# auto lets the server pick (mlx_lama/engine/selection.py).
+BACKENDS = frozenset({"mlx-lm", "vllm-mlx", "mlx-embeddings", "auto"})
 
 _ENTRY_KEYS = ("repo", "default_backend", "revision")
 _TOP_KEYS = ("models",)
