@@ -104,9 +104,11 @@ def base_options(entry: ModelEntry, config: Config) -> Options:
 
 def load_spec(store: Store, entry: ModelEntry, opts: Options) -> LoadSpec:
     """What the scheduler needs to load `entry`."""
+    embedding = "embedding" in entry.config.get("capabilities", [])
     return LoadSpec(key="/".join(entry.name.key()), name=entry.name.display(), digest=entry.digest,
-                    path=store.model_dir(entry), backend=entry.config.get("backend", "mlx-lm"),
-                    context_length=opts.num_ctx)
+                    path=store.model_dir(entry), backend=entry.config.get("backend", "auto"),
+                    context_length=opts.num_ctx,
+                    needs=frozenset({"embedding" if embedding else "completion"}))
 
 
 def details(entry: ModelEntry) -> ModelDetails:
