@@ -22,6 +22,8 @@ _TEXT = frozenset({"completion", "tools", "thinking", "insert"})
 
 MLX_LM = Capabilities(serves=_TEXT, continuous_batching=True, prefix_cache=True, seed=True)
 MLX_EMBEDDINGS = Capabilities(serves=frozenset({"embedding"}), max_concurrency=1)
+# Vision models: one request at a time (mlx-vlm's generate_step), images included.
+MLX_VLM = Capabilities(serves=_TEXT | {"vision"}, seed=True, max_concurrency=1)
 VLLM_MLX = Capabilities(serves=_TEXT, continuous_batching=True, prefix_cache=True, seed=False)
 
 
@@ -36,6 +38,9 @@ class BackendInfo:
     features: tuple[str, ...]
     factory: str  # "module:Class", imported only when the backend is created
     module: str = ""  # in process: the Python module that must be importable
+    install: str = "pip install mlx-lama brings it"  # how to get `module`
+    # What it still does without `module` ("" = nothing): it then counts as installed, in part.
+    without: str = ""
 
 
 CATALOG: tuple[BackendInfo, ...] = (
@@ -55,6 +60,14 @@ CATALOG: tuple[BackendInfo, ...] = (
          "BERT-family encoders (bert, roberta, xlm-roberta) with sentence-transformers pooling",
          "decoder embedding models (Qwen3-Embedding: last-token pooling) on mlx-lm's models"),
         "mlx_lama.backends.embed:EmbedBackend", module="mlx"),
+    BackendInfo(
+        "mlx-vlm", "in-process", "mlx-vlm for vision models (optional: pip install 'mlx-lama[vision]')",
+        MLX_VLM,
+        ("images on /api/generate and /api/chat for models with a vision tower",
+         "without it, vision models answer text through mlx-lm where it knows them"),
+        "mlx_lama.backends.mlx_vlm:MlxVlmBackend", module="mlx_vlm",
+        install="pip install 'mlx-lama[vision]'",
+        without="vision models answer text through mlx-lm (images are refused)"),
     BackendInfo(
         "vllm-mlx", "subprocess",
         f"a vllm-mlx {vllm_env.VERSION} server per model, supervised, from its own environment",
@@ -89,8 +102,10 @@ def availability(name: str, config: Config | None = None) -> Availability:
     except (ImportError, ValueError):
         spec = None
     if spec is None:
+        if entry.without:
+            return Availability(True, where=f"{entry.module} missing: {entry.without}", hint=entry.install)
         return Availability(False, hint=f"install the Python package {entry.module!r} into mlx-lama's "
-                                        "environment (pip install mlx-lama brings it)")
+                                        f"environment ({entry.install})")
     return Availability(True, where=str(spec.origin or entry.module))
 
 
@@ -116,7 +131,9 @@ def describe(config: Config) -> list[dict[str, Any]]:
         caps = entry.capabilities
         out.append({
             "name": entry.name, "kind": entry.kind, "description": entry.description,
-            "available": found.installed, "status": "installed" if found.installed else "not installed",
+            "available": found.installed,
+            "status": ("partly installed" if found.hint else "installed") if found.installed
+            else "not installed",
             "where": found.where, "hint": found.hint, "features": list(entry.features),
             "serves": sorted(caps.serves), "continuous_batching": caps.continuous_batching,
             "prefix_cache": caps.prefix_cache, "seed": caps.seed,

@@ -15,6 +15,7 @@ from mlx_lama.backends.base import Availability, Cancelled, TokenStep
 from mlx_lama.backends.mlx_batch import MlxBatch
 from mlx_lama.backends.threads import clear_thread_streams, release_model_memory, weight_bytes
 from mlx_lama.engine.params import Options
+from mlx_lama.engine.toolcalls import ToolSyntax
 
 
 class MlxLmBackend:
@@ -115,6 +116,21 @@ def _logits_processors(opts: Options) -> list[Callable[[Any, Any], Any]]:
     )
 
 
+def mlx_tool_syntax(tokenizer: Any, family: str | None = None) -> ToolSyntax | None:
+    """mlx-lm's tool-call parser for a TokenizerWrapper (family None), or the named one."""
+    if family is None:
+        if not getattr(tokenizer, "has_tool_calling", False):
+            return None
+        return ToolSyntax(tokenizer.tool_call_start, tokenizer.tool_call_end or "", tokenizer.tool_parser)
+    import importlib
+
+    try:
+        module = importlib.import_module(f"mlx_lm.tool_parsers.{family}")
+    except ImportError:
+        return None
+    return ToolSyntax(module.tool_call_start, module.tool_call_end or "", module.parse_tool_call)
+
+
 def load_prompter(path: Path) -> MlxPrompter:
     """Only the tokenizer of the model at `path`: for backends that run the weights elsewhere."""
     from mlx_lm.utils import load_tokenizer
@@ -149,15 +165,27 @@ class MlxPrompter:
         return getattr(self.tokenizer, "chat_template", None)
 
     def render_chat(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None,
-                    think: bool | None, template: str | None = None) -> str:
-        """Render with the model's Jinja template (or `template`), ending in the generation prompt."""
+                    think: bool | str | None, template: str | None = None) -> str:
+        """Render with the model's Jinja template (or `template`), ending in the generation prompt.
+
+        `think` reaches the template as `enable_thinking` (Qwen3's switch, which mlx-lm maps to a
+        template's own name for it); a level also as `reasoning_effort` (gpt-oss's, which knows
+        low, medium and high: "max" becomes "high").
+        """
         kwargs: dict[str, Any] = {}
         if think is not None and getattr(self.tokenizer, "has_thinking", False):
-            kwargs["enable_thinking"] = think
+            kwargs["enable_thinking"] = bool(think)
+        if isinstance(think, str):
+            kwargs["reasoning_effort"] = "high" if think == "max" else think
         if template:
             kwargs["chat_template"] = template
         return str(self.tokenizer.apply_chat_template(
             messages, tools=tools or None, add_generation_prompt=True, tokenize=False, **kwargs))
+
+    def tool_syntax(self, family: str | None = None) -> ToolSyntax | None:
+        """mlx-lm's tool-call parser: the one its tokenizer wrapper chose from the chat template
+        (family None), or `mlx_lm.tool_parsers.<family>`."""
+        return mlx_tool_syntax(self.tokenizer, family)
 
 
 class MlxLmModel(MlxPrompter):

@@ -50,8 +50,8 @@ def run_backends(args: argparse.Namespace) -> int:
         sys.stdout.write(backends_text(catalog.describe(config)))
         return 0
     if args.name != vllm_env.NAME:
-        known = ", ".join(n for n in catalog.NAMES if n != vllm_env.NAME)
-        raise CliError(f"only {vllm_env.NAME} is installed this way ({known} come with mlx-lama)"
+        raise CliError(f"only {vllm_env.NAME} is installed this way (the others are Python packages of "
+                       "mlx-lama's own environment: 'mlx-lama backends' says how to get each)"
                        if args.name else f"usage: mlx-lama backends install {vllm_env.NAME} [--dir DIR]")
     target = Path(args.dir).expanduser() if args.dir else vllm_env.default_dir()
     print(f"installing {vllm_env.NAME} {vllm_env.VERSION} into {target} ...")

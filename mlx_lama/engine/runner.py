@@ -261,9 +261,11 @@ class Runner:
         if resume is not None and limit is not None:
             limit -= len(resume)
         self.prompt_tokens_evaluated += len(ids)
+        # Only a prompt with images carries media, and only vision models (never batched) take it.
+        media = {"media": plan.prompt.media} if plan.prompt.media is not None else {}
         for step in model.generate(ids, plan.job.options,
                                    max_tokens=-1 if limit is None else limit,
-                                   max_kv_size=plan.shift_window, cancelled=seq.cancel.is_set):
+                                   max_kv_size=plan.shift_window, cancelled=seq.cancel.is_set, **media):
             if seq.feed(step.token, step.text, step.finish_reason):
                 break
         seq.finish()

@@ -23,7 +23,7 @@ AUTO = "auto"
 # (bench/bench_engine.py), it honours every Ollama option (seeds, top_k, context shift, ...), it
 # starts in under a second against several for a vllm-mlx process, and it needs no second
 # environment. vllm-mlx is auto's choice only where mlx-lm cannot be imported.
-AUTO_ORDER = ("mlx-lm", "mlx-embeddings", "vllm-mlx")
+AUTO_ORDER = ("mlx-lm", "mlx-embeddings", "mlx-vlm", "vllm-mlx")
 
 
 def _known(name: str, backends: Mapping[str, Backend], who: str) -> Backend:

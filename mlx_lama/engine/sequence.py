@@ -1,8 +1,9 @@
 """One generation's stream state, shared by the batched and the serial paths.
 
 Tokens arrive with their text; stop strings are matched on that text with hold-back (so a stop
-string never reaches the client), thinking is split from content, and the final step carries
-Ollama's metrics. Where the tokens come from (a batch step or `stream_generate`) does not matter.
+string never reaches the client), thinking is split from content, tool calls are taken out of the
+content (engine/toolcalls.py says why here), and the final step carries Ollama's metrics. Where
+the tokens come from (a batch step or `stream_generate`) does not matter.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from typing import Any
 
 from mlx_lama.backends.base import PromptModel
 from mlx_lama.engine import prompt as prompting
-from mlx_lama.engine.params import GenJob, Step
+from mlx_lama.engine import toolcalls
+from mlx_lama.engine.params import GenJob, ParsedToolCall, Step
 from mlx_lama.engine.prompt import Prompt
 from mlx_lama.engine.stops import StopMatcher
 from mlx_lama.engine.thinking import ThinkSplitter
+from mlx_lama.engine.toolcalls import ToolCallSplitter, ToolSyntax
 from mlx_lama.vocab import THINK_OPEN
 
 Emit = Callable[[Any], None]
@@ -32,6 +35,7 @@ class Plan:
     prompt: Prompt
     limit: int | None  # tokens to generate at most; None = until EOS (context shift allowed)
     shift_window: int | None  # num_ctx when the KV cache may have to rotate (context shift)
+    tool_syntaxes: tuple[ToolSyntax, ...] = ()  # how the model writes tool calls (tools offered)
 
     @property
     def ids(self) -> list[int]:
@@ -61,7 +65,12 @@ def plan_job(job: GenJob, model: PromptModel, emit: Emit, *, can_shift: bool = T
     if limit is not None and limit <= 0:
         emit(Step(done=True, done_reason="length", prompt_eval_count=len(ids)))
         return None
-    return Plan(job, prompt, limit, shift_window)
+    syntaxes: tuple[ToolSyntax, ...] = ()
+    if job.spec.tools:
+        template = job.spec.template or job.prompting.template
+        syntaxes = toolcalls.syntaxes_for(model, template,
+                                          go=bool(template) and not prompting.is_jinja(template))
+    return Plan(job, prompt, limit, shift_window, syntaxes)
 
 
 @dataclass
@@ -83,11 +92,26 @@ class SeqStream:
         self.stops = StopMatcher(job.options.stop)
         self.splitter = ThinkSplitter(started=self.plan.prompt.text.rstrip().endswith(THINK_OPEN)) \
             if job.split_thinking else None
+        # As Ollama, calls are looked for only when the request offers tools.
+        self.tools = ToolCallSplitter(self.plan.tool_syntaxes, job.spec.tools) \
+            if job.spec.tools and self.plan.tool_syntaxes else None
 
-    def _send(self, text: str) -> None:
+    def _send(self, text: str, *, last: bool = False) -> None:
+        """Pass text through the thinking and tool-call splits (`last`: release what they hold)."""
         thinking, content = self.splitter.feed(text) if self.splitter else ("", text)
+        if last and self.splitter:
+            rest = self.splitter.flush()
+            thinking, content = thinking + rest[0], content + rest[1]
+        calls: list[ParsedToolCall] = []
+        if self.tools:
+            content, calls = self.tools.feed(content)
+            if last:
+                rest_content, rest_calls = self.tools.flush()
+                content, calls = content + rest_content, calls + rest_calls
         if thinking or content:
             self.emit(Step(text=content, thinking=thinking))
+        if calls:  # calls come in a chunk of their own, with no text (Ollama's stream)
+            self.emit(Step(tool_calls=calls))
 
     def feed(self, token: int | None, text: str, finish_reason: str | None) -> bool:
         """Take one token (or, from a server that sends text only, `None` and a piece of text);
@@ -105,10 +129,7 @@ class SeqStream:
 
     def finish(self) -> None:
         """Release held text and send the final step with the metrics (unless cancelled)."""
-        if not self.ended:
-            self._send(self.stops.flush())
-        if self.splitter and any(rest := self.splitter.flush()):
-            self.emit(Step(thinking=rest[0], text=rest[1]))
+        self._send("" if self.ended else self.stops.flush(), last=True)
         if self.cancel.is_set():
             return
         end = time.perf_counter_ns()

@@ -334,7 +334,8 @@ def test_backends(tmp_path: Path) -> None:
 @pytest.mark.parametrize("args, error", [
     (["backends", "install"], "Error: usage: mlx-lama backends install vllm-mlx [--dir DIR]\n"),
     (["backends", "install", "mlx-lm"],
-     "Error: only vllm-mlx is installed this way (mlx-lm, mlx-embeddings come with mlx-lama)\n"),
+     "Error: only vllm-mlx is installed this way (the others are Python packages of mlx-lama's own "
+     "environment: 'mlx-lama backends' says how to get each)\n"),
     (["backends", "list", "x"], "Error: 'backends list' takes no further arguments\n"),
 ], ids=" ".join)
 def test_backends_usage_errors(args: list[str], error: str) -> None:

@@ -24,9 +24,11 @@ import httpx
 import pytest
 
 from mlx_lama.config import Config
+from tests.support.scripted_model import ANSWER, PREAMBLE, THINKING, WEATHER_ARGS, WEATHER_TOOL
 from tests.support.server import LiveServer, free_port, import_model
 
 LLAMA = "tiny-llama:latest"
+TOOLS, THINKER = "tiny-tools:latest", "tiny-thinker:latest"  # scripted models (tool calls, thinking)
 TIMEOUT = 120.0
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,6 +37,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def store(tiny_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("vllm-store")
     import_model(root, LLAMA, tiny_dirs["default"])
+    import_model(root, TOOLS, tiny_dirs["tools"])
+    import_model(root, THINKER, tiny_dirs["thinker"])
     return root
 
 
@@ -87,6 +91,25 @@ def test_prompt_tokens_are_exactly_mlx_lms(vllm: LiveServer, live_server: LiveSe
     runner: Any = vllm.scheduler.runner(LLAMA)
     before = runner.prompt_tokens_evaluated
     assert generate(vllm.url, "x = 42").json()["prompt_eval_count"] == runner.prompt_tokens_evaluated - before
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["folded", "streamed"])
+def test_tool_calls_and_thinking_are_parsed_as_on_mlx_lm(vllm: LiveServer, stream: bool) -> None:
+    """Prompts are rendered and answers parsed by mlx-lama: vllm-mlx only generates the text."""
+    def chat(**body: Any) -> dict[str, Any]:
+        with httpx.stream("POST", vllm.url + "/api/chat", timeout=TIMEOUT, json={"stream": stream, **body}) as r:
+            chunks = [json.loads(line) for line in r.iter_lines() if line]
+        assert chunks and "error" not in chunks[-1], chunks[-1]
+        return {"content": "".join(c["message"].get("content", "") for c in chunks),
+                "thinking": "".join(c["message"].get("thinking", "") for c in chunks),
+                "tool_calls": [t for c in chunks for t in c["message"].get("tool_calls", [])]}
+
+    called = chat(model=TOOLS, tools=[WEATHER_TOOL],
+                  messages=[{"role": "user", "content": "What is the weather in Paris?"}])
+    assert called["content"] == PREAMBLE
+    assert [c["function"]["arguments"] for c in called["tool_calls"]] == [WEATHER_ARGS]
+    thought = chat(model=THINKER, think=True, messages=[{"role": "user", "content": "hi"}])
+    assert thought["thinking"].strip() == THINKING and thought["content"] == ANSWER
 
 
 @pytest.mark.parametrize("options, refused", [
