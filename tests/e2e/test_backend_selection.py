@@ -174,8 +174,9 @@ def serve(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
      'Error: backend "vllm-mlx" is not installed: \'/nonexistent/vllm-mlx\''),
     ([], {"MLX_LAMA_BACKEND": "vllm-mlx", "MLX_LAMA_VLLM_MLX": NOT_INSTALLED},
      'Error: backend "vllm-mlx" is not installed'),
-    ([], {"MLX_LAMA_BACKEND": "tgi"}, 'Error: unknown backend "tgi" (the server\'s --backend or '
-                                      "MLX_LAMA_BACKEND; known: mlx-lm, mlx-embeddings, mlx-vlm, vllm-mlx, auto)"),
+    ([], {"MLX_LAMA_BACKEND": "tgi"},
+     'Error: unknown backend "tgi" (the server\'s --backend or MLX_LAMA_BACKEND; known: mlx-lm, '
+     "mlx-embeddings, mlx-vlm, vllm-mlx, auto)"),
     (["--backend", "tgi"], {}, "Error: mlx-lama serve: argument --backend: invalid choice: 'tgi'"),
 ], ids=["flag", "env", "unknown-env", "unknown-flag"])
 def test_serve_refuses_a_backend_it_cannot_use(args: list[str], env: dict[str, str], error: str,

@@ -97,7 +97,8 @@ def test_prompt_tokens_are_exactly_mlx_lms(vllm: LiveServer, live_server: LiveSe
 def test_tool_calls_and_thinking_are_parsed_as_on_mlx_lm(vllm: LiveServer, stream: bool) -> None:
     """Prompts are rendered and answers parsed by mlx-lama: vllm-mlx only generates the text."""
     def chat(**body: Any) -> dict[str, Any]:
-        with httpx.stream("POST", vllm.url + "/api/chat", timeout=TIMEOUT, json={"stream": stream, **body}) as r:
+        body = {"stream": stream, **body}
+        with httpx.stream("POST", vllm.url + "/api/chat", timeout=TIMEOUT, json=body) as r:
             chunks = [json.loads(line) for line in r.iter_lines() if line]
         assert chunks and "error" not in chunks[-1], chunks[-1]
         return {"content": "".join(c["message"].get("content", "") for c in chunks),

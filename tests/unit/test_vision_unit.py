@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from mlx_lama.backends import catalog
 from mlx_lama.backends.base import Unavailable
 from mlx_lama.backends.mlx_vlm import MlxVlmBackend, _content
 from mlx_lama.backends.threads import run_isolated
-from mlx_lama.backends import catalog
 from mlx_lama.config import Config
 from mlx_lama.store.info import capabilities, has_vision
 
