@@ -185,7 +185,7 @@ def test_keep_alive_expiry_stops_the_process(vllm: LiveServer) -> None:
     pids = server_pids(runner.model)
     assert len(pids) == 2
     assert wait_gone(pids) == []
-    assert httpx.get(vllm.url + "/api/ps").json()["models"] == []
+    assert LLAMA not in [m["name"] for m in httpx.get(vllm.url + "/api/ps").json()["models"]]
 
 
 def test_server_shutdown_stops_the_processes(store: Path, vllm_mlx_env: Path) -> None:
