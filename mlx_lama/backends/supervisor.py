@@ -137,7 +137,8 @@ class Supervisor:
         with open(self.log_path, "wb") as out:  # each start begins a fresh log
             # -I: the watchdog is a plain script that must not see PYTHONPATH or user site-packages.
             self._proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-I", str(Path(watchdog.__file__)), str(self._grace), "--", *cmd,
+                sys.executable, "-I", str(Path(watchdog.__file__)), str(self._grace), str(self.log_path),
+                "--", *cmd,
                 stdin=asyncio.subprocess.PIPE, stdout=out, stderr=asyncio.subprocess.STDOUT,
                 env=self._env, start_new_session=True)
 

@@ -1,11 +1,12 @@
 """Run a command, and end it when mlx-lama goes away, however mlx-lama goes.
 
-mlx-lama starts this file as a script (``python -I watchdog.py GRACE -- COMMAND...``), as the
+mlx-lama starts this file as a script (``python -I watchdog.py GRACE LOG -- COMMAND...``), as the
 leader of a new process group, with a pipe on stdin whose other end only mlx-lama holds. When
 mlx-lama exits, even killed by SIGKILL, the pipe reads EOF and the command's whole process group
 is ended: first SIGTERM, then, after GRACE seconds, SIGKILL. Linux alone has
 ``prctl(PR_SET_PDEATHSIG)``; a pipe works on macOS too. SIGTERM to this process is passed on to
-the command, with the same deadline. The exit status is the command's.
+the command, with the same deadline. The exit status is the command's. LOG, the file the
+command's output goes to, is removed when mlx-lama is gone (nobody else would).
 
 Standard library only, and run in isolated mode: it must not import mlx-lama or anything else.
 """
@@ -21,9 +22,9 @@ from typing import Any
 
 
 def main(argv: list[str]) -> int:
-    """Run ``argv[2:]`` (``argv[1]`` is ``--``) under the watch; returns its exit status."""
-    grace = float(argv[0])
-    child = subprocess.Popen(argv[2:], stdin=subprocess.DEVNULL)
+    """Run ``argv[3:]`` (``argv[2]`` is ``--``) under the watch; returns its exit status."""
+    grace, log = float(argv[0]), argv[1]
+    child = subprocess.Popen(argv[3:], stdin=subprocess.DEVNULL)
     ending = threading.Event()
 
     def end() -> None:
@@ -42,6 +43,10 @@ def main(argv: list[str]) -> int:
         try:
             while os.read(0, 4096):  # nothing is ever written: b"" means EOF
                 pass
+        except OSError:
+            pass
+        try:
+            os.unlink(log)
         except OSError:
             pass
         end()

@@ -81,6 +81,7 @@ def test_start_restart_after_kill_and_stop() -> None:
         leader = sup.pid
         await sup.stop()
         assert wait_gone([new_server, new_helper, leader or 0]) == []
+        assert not sup.log_path.exists()
         with pytest.raises(ServerError):
             await sup.ready()
 
@@ -131,7 +132,7 @@ PARENT = textwrap.dedent("""
     async def main():
         sup = Supervisor("t", command, env=dict(os.environ), grace=1.0)
         await sup.start()
-        print(*(await pids(sup)), flush=True)
+        print(*(await pids(sup)), sup.log_path, flush=True)
         await asyncio.sleep(600)
 
     asyncio.run(main())
@@ -145,12 +146,13 @@ def test_killing_mlx_lama_leaves_no_orphan(tmp_path: Path) -> None:
                               text=True)
     try:
         assert parent.stdout is not None
-        line = parent.stdout.readline()
-        server, helper = (int(x) for x in line.split())
-        assert alive(server) and alive(helper)
+        server_pid, helper_pid, log = parent.stdout.readline().split()
+        server, helper = int(server_pid), int(helper_pid)
+        assert alive(server) and alive(helper) and Path(log).is_file()
         parent.kill()
         parent.wait()
         assert wait_gone([server, helper]) == [], "the server outlived mlx-lama"
+        assert not Path(log).exists()  # its output file goes too
     finally:
         if parent.poll() is None:
             parent.kill()
