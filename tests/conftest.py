@@ -86,3 +86,23 @@ def make_server(tiny_dirs: dict[str, Path], tmp_path: Path) -> Iterator[Callable
     yield make
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def vllm_mlx_env() -> Path:
+    """vllm-mlx's own virtual environment, for the tests of the vllm-mlx backend.
+
+    MLX_LAMA_TEST_VLLM_ENV names it (.ci/run points it at a cache directory); it is installed
+    there on first use with `mlx-lama backends install`'s own code (about 30 s and 400 MB from a
+    nearby package index) and reused afterwards. Unset, those tests are skipped.
+    """
+    from mlx_lama.backends import vllm_env
+
+    setting = os.environ.get("MLX_LAMA_TEST_VLLM_ENV", "").strip()
+    if not setting:
+        pytest.skip("the vllm-mlx backend tests need MLX_LAMA_TEST_VLLM_ENV=<dir>: a virtual "
+                    "environment for vllm-mlx, installed there on first use (.ci/run sets it)")
+    path = Path(setting).expanduser()
+    if vllm_env.installed_version(path) != vllm_env.VERSION or vllm_env.locate(str(path)) is None:
+        vllm_env.install(path, log=lambda line: None)
+    return path

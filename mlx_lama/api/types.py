@@ -344,6 +344,8 @@ class ProcessModelResponse:
     expires_at: str = wire(default="")
     size_vram: int = wire(default=0)
     context_length: int = wire(default=0)
+    # Ours, beyond Ollama's shape (clients ignore unknown fields): the backend holding the model.
+    backend: str = wire(omit=True, default="")
 
 
 @dataclass

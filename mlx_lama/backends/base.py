@@ -1,17 +1,26 @@
 """The backend protocol: what the engine needs from whatever runs a model.
 
-Every method of a loaded model is called on that model's runner thread only (MLX streams are
-thread-local), so implementations need no locking of their own.
+A backend says what it can do (`Capabilities`) and whether it is installed here
+(`availability()`, which never imports heavy modules). It is one of two kinds:
+
+* in process (`InProcessBackend`: mlx-lm, our encoder): `load` returns a `LoadedModel` (or an
+  `EmbeddingModel`) that the engine drives from one runner thread. Every method of a loaded model
+  is called on that thread only (MLX streams are thread-local), so implementations need no
+  locking of their own; concurrency comes from its `Batch`.
+* a server process of its own (`RemoteBackend`: vllm-mlx): `serve` returns a `RemoteModel`, which
+  batches concurrent requests by itself, so the engine hands it each request as its own async
+  stream. Prompts are still rendered here, with the model's tokenizer (`PromptModel`), so both
+  kinds see exactly the same prompt tokens.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
-from mlx_lama.engine.params import Options
+from mlx_lama.engine.params import GenJob, Options
 from mlx_lama.engine.toolcalls import ToolSyntax
 
 
@@ -75,8 +84,31 @@ class Batch(Protocol):
         """Free every sequence and stored cache."""
 
 
-class LoadedModel(Protocol):
-    """A model in memory, driven from its runner thread."""
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do: `mlx-lama backends` prints it, `auto` selection reads it."""
+
+    # Model capabilities (as /api/show names them) it can serve: "completion", "embedding",
+    # "tools", "thinking", "insert", "vision".
+    serves: frozenset[str]
+    continuous_batching: bool = False  # concurrent requests share decoding steps
+    prefix_cache: bool = False  # a later prompt reuses the KV cache of an earlier shared prefix
+    seed: bool = False  # per-request seeds reproduce sampled output
+    max_concurrency: int | None = None  # sequences at once; None = as OLLAMA_NUM_PARALLEL says
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a backend can run here: `where` it was found, and `hint` on how to install it (or,
+    when it is installed only in part, what is missing)."""
+
+    installed: bool
+    where: str = ""
+    hint: str = ""
+
+
+class PromptModel(Protocol):
+    """The tokenizer side of a model: what prompt rendering (engine/prompt.py) needs."""
 
     bos_token: str | None
 
@@ -100,6 +132,10 @@ class LoadedModel(Protocol):
     def tool_syntax(self, family: str | None = None) -> ToolSyntax | None:
         """How the model writes tool calls: the parser chosen for its own chat template (family
         None; None when there is none), or the parser of that family (e.g. "mistral")."""
+
+
+class LoadedModel(PromptModel, Protocol):
+    """A model in memory, driven from its runner thread."""
 
     def generate(self, ids: list[int], opts: Options, *, max_tokens: int, max_kv_size: int | None,
                  cancelled: Callable[[], bool]) -> Iterator[TokenStep]:
@@ -143,10 +179,61 @@ class EmbeddingModel(Protocol):
         """Drop the weights and return the memory to the system."""
 
 
+@dataclass(frozen=True)
+class RemoteChunk:
+    """A piece of a remote generation: new text and, with the last one, why and how much."""
+
+    text: str
+    finish_reason: str | None = None  # "stop" (end of sequence) | "length" | None
+    prompt_tokens: int | None = None  # counts the server reported with its last chunk
+    completion_tokens: int | None = None
+
+
+class RemoteModel(Protocol):
+    """A model served by a process of its own, which batches concurrent requests by itself.
+
+    Called from the event loop, except `prepare`, which runs on the runner's tokenizer thread.
+    """
+
+    prompter: PromptModel
+
+    def check(self, job: GenJob) -> None:
+        """Raise BadRequest for anything in `job` this backend cannot honour (never drop it)."""
+
+    def prepare(self, ids: list[int], text: str) -> Any:
+        """What to send for the rendered prompt (`text`, tokenized as `ids`)."""
+
+    def generate(self, prepared: Any, opts: Options, *,
+                 max_tokens: int) -> AsyncGenerator[RemoteChunk, None]:
+        """Stream a completion; closing the iterator early cancels the request in the server."""
+
+    def memory_bytes(self) -> int:
+        """Bytes the weights occupy (in the server process)."""
+
+    async def close(self) -> None:
+        """Stop the server process and wait until it is gone."""
+
+
 class Backend(Protocol):
-    """Loads models of one kind (mlx-lm in process, our encoder backend, vllm-mlx, ...)."""
+    """Runs models of one kind (mlx-lm in process, our encoder backend, vllm-mlx, ...)."""
 
     name: str
+    capabilities: Capabilities
+
+    def availability(self) -> Availability:
+        """Whether this backend is installed here; cheap, and imports nothing heavy."""
+
+
+class InProcessBackend(Backend, Protocol):
+    """A backend whose models run inside this process, each on its runner thread."""
 
     def load(self, path: Path) -> LoadedModel | EmbeddingModel:
         """Load the model directory at `path` (called on the new runner's thread)."""
+
+
+@runtime_checkable
+class RemoteBackend(Backend, Protocol):
+    """A backend that runs each model in a supervised server process of its own."""
+
+    async def serve(self, path: Path, label: str, *, num_parallel: int) -> RemoteModel:
+        """Start a server for the model at `path`; returns once it answers requests."""

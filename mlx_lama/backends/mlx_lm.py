@@ -5,11 +5,13 @@ Imports are lazy so that the CLI's client verbs never pay for MLX or transformer
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from mlx_lama.backends.base import Cancelled, TokenStep
+from mlx_lama.backends import catalog
+from mlx_lama.backends.base import Availability, Cancelled, TokenStep
 from mlx_lama.backends.mlx_batch import MlxBatch
 from mlx_lama.backends.threads import clear_thread_streams, release_model_memory, weight_bytes
 from mlx_lama.engine.params import Options
@@ -20,6 +22,11 @@ class MlxLmBackend:
     """Loads MLX model directories with `mlx_lm.load`."""
 
     name = "mlx-lm"
+    capabilities = catalog.MLX_LM
+
+    def availability(self) -> Availability:
+        """Installed when mlx-lm can be imported (it is a dependency of mlx-lama)."""
+        return catalog.availability(self.name)
 
     def load(self, path: Path) -> MlxLmModel:
         """Load weights and tokenizer from a local directory (never the hub: the path must exist)."""
@@ -124,11 +131,19 @@ def mlx_tool_syntax(tokenizer: Any, family: str | None = None) -> ToolSyntax | N
     return ToolSyntax(module.tool_call_start, module.tool_call_end or "", module.parse_tool_call)
 
 
-class MlxLmModel:
-    """An mlx-lm model and its tokenizer."""
+def load_prompter(path: Path) -> MlxPrompter:
+    """Only the tokenizer of the model at `path`: for backends that run the weights elsewhere."""
+    from mlx_lm.utils import load_tokenizer
 
-    def __init__(self, model: Any, tokenizer: Any) -> None:
-        self.model = model
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    # As mlx_lm.load does: the config's EOS ids join the tokenizer's own.
+    return MlxPrompter(load_tokenizer(path, eos_token_ids=config.get("eos_token_id")))
+
+
+class MlxPrompter:
+    """The tokenizer side of a model (mlx-lm's TokenizerWrapper): encoding and chat templates."""
+
+    def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
         self.bos_token: str | None = getattr(tokenizer, "bos_token", None)
         self._vocab: dict[str, int] = tokenizer.get_vocab()
@@ -171,6 +186,14 @@ class MlxLmModel:
         """mlx-lm's tool-call parser: the one its tokenizer wrapper chose from the chat template
         (family None), or `mlx_lm.tool_parsers.<family>`."""
         return mlx_tool_syntax(self.tokenizer, family)
+
+
+class MlxLmModel(MlxPrompter):
+    """An mlx-lm model and its tokenizer."""
+
+    def __init__(self, model: Any, tokenizer: Any) -> None:
+        super().__init__(tokenizer)
+        self.model = model
 
     def generate(self, ids: list[int], opts: Options, *, max_tokens: int, max_kv_size: int | None,
                  cancelled: Callable[[], bool]) -> Iterator[TokenStep]:

@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from mlx_lama.backends.base import BadInput, TokenStep, Unavailable
+from mlx_lama.backends import catalog
+from mlx_lama.backends.base import Availability, BadInput, TokenStep, Unavailable
 from mlx_lama.backends.mlx_lm import MlxLmBackend, MlxLmModel, _logits_processors, _sampler, mlx_tool_syntax
 from mlx_lama.backends.threads import clear_thread_streams, release_model_memory, weight_bytes
 from mlx_lama.engine.params import Options
@@ -40,6 +41,11 @@ class MlxVlmBackend:
     or does not know the architecture."""
 
     name = "mlx-vlm"
+    capabilities = catalog.MLX_VLM
+
+    def availability(self) -> Availability:
+        """Always runs: without mlx-vlm, as text through mlx-lm (the hint says what is missing)."""
+        return catalog.availability(self.name)
 
     def load(self, path: Path) -> MlxVlmModel | TextOnlyModel:
         """Load weights, processor and tokenizer from a local directory."""

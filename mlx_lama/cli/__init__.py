@@ -25,7 +25,10 @@ __all__ = ["build_parser", "main"]
 NOT_RUNNING = "could not connect to mlx-lama server, run 'mlx-lama serve' to start it"
 
 
-def _serve() -> int:
+def _serve(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from mlx_lama.api.errors import ApiError
     from mlx_lama.config import Config, ConfigError
     from mlx_lama.server.app import serve
 
@@ -34,7 +37,14 @@ def _serve() -> int:
     except ConfigError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
-    serve(config)
+    # Flags win over the environment.
+    config = dataclasses.replace(config, backend=args.backend or config.backend,
+                                 vllm_mlx=args.vllm_mlx or config.vllm_mlx)
+    try:
+        serve(config)
+    except ApiError as exc:  # e.g. --backend vllm-mlx where it is not installed
+        print(f"Error: {exc.message}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -156,15 +166,13 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return 0
         if command in ("serve", "start"):
-            return _serve()
+            return _serve(args)
         if command == "help":
             return _help(parser, args.topic)
         if command == "backends":
-            from mlx_lama.cli.backends import catalog
-            from mlx_lama.cli.commands import backends_text
+            from mlx_lama.cli.backends import run_backends
 
-            sys.stdout.write(backends_text(catalog()))
-            return 0
+            return run_backends(args)
         if command == "push":
             from mlx_lama.cli.commands import push
 

@@ -39,6 +39,9 @@ class Options:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     stop: tuple[str, ...] = ()
+    # Which options a Modelfile or the request set (the rest hold Ollama's defaults): a backend
+    # that cannot honour an option refuses it only when it was asked for.
+    explicit: frozenset[str] = field(default=frozenset(), metadata={"option": False})
 
 
 _INT = {f.name for f in dataclasses.fields(Options) if f.type in ("int", int)}
@@ -103,7 +106,7 @@ def parse_options(raw: Mapping[str, Any] | None, base: Options) -> Options:
                 raise BadRequest(f'option "{key}" is not supported by mlx-lama (only {neutral!r} is)')
         else:
             log.warning("invalid option provided: %s", key)
-    return dataclasses.replace(base, **changes)
+    return dataclasses.replace(base, **changes, explicit=base.explicit | changes.keys())
 
 
 @dataclass
@@ -203,8 +206,9 @@ class LoadSpec:
     name: str  # the name as displayed (e.g. "llama3.2:latest")
     digest: str  # manifest digest: a re-created model under the same name is reloaded
     path: Path  # model directory the backend loads
-    backend: str = "mlx-lm"
+    backend: str = "mlx-lm"  # the model's default_backend ("auto" lets the server choose)
     context_length: int = 4096  # the window requests get by default (reported by /api/ps)
+    needs: frozenset[str] = frozenset({"completion"})  # what its backend must serve
 
 
 @dataclass(frozen=True)
@@ -216,3 +220,4 @@ class RunningModel:
     size: int
     expires_at: float  # wall-clock seconds; math.inf = never
     context_length: int
+    backend: str = ""  # the backend holding it

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from mlx_lama.api.errors import ApiError, BadRequest
-from mlx_lama.backends.base import BadInput, LoadedModel, Unavailable, VisionModel
+from mlx_lama.backends.base import BadInput, PromptModel, Unavailable, VisionModel
 from mlx_lama.engine import gotemplate
 from mlx_lama.engine.params import ModelPrompting, Options, PromptSpec
 from mlx_lama.engine.thinking import strip_thinking
@@ -36,7 +36,7 @@ def is_jinja(template: str) -> bool:
     return "{%" in template
 
 
-def fim_style(model: LoadedModel) -> tuple[str, str, str] | None:
+def fim_style(model: PromptModel) -> tuple[str, str, str] | None:
     """The FIM markers this model's vocabulary has, if any."""
     for style in FIM_MARKERS:
         if all(model.has_token(t) for t in style):
@@ -58,7 +58,7 @@ def _go_render(template: str, **data: Any) -> str:
     return text if cut < 0 else text[:cut]
 
 
-def _encode(model: LoadedModel, text: str, *, from_chat_template: bool) -> list[int]:
+def _encode(model: PromptModel, text: str, *, from_chat_template: bool) -> list[int]:
     # A chat template writes the BOS token itself; encoding its output with special tokens would
     # add a second one. Raw text gets the tokenizer's framing unless it already starts with BOS.
     if from_chat_template:
@@ -67,7 +67,7 @@ def _encode(model: LoadedModel, text: str, *, from_chat_template: bool) -> list[
     return model.encode(text, special=not (bos and text.startswith(bos)))
 
 
-def _render_messages(spec: PromptSpec, model: LoadedModel, prompting: ModelPrompting,
+def _render_messages(spec: PromptSpec, model: PromptModel, prompting: ModelPrompting,
                      messages: list[dict[str, Any]]) -> str:
     template = spec.template or prompting.template
     if template and not is_jinja(template):
@@ -123,7 +123,7 @@ def chat_messages(spec: PromptSpec, prompting: ModelPrompting) -> list[dict[str,
     return out
 
 
-def render(spec: PromptSpec, model: LoadedModel, prompting: ModelPrompting, opts: Options) -> Prompt:
+def render(spec: PromptSpec, model: PromptModel, prompting: ModelPrompting, opts: Options) -> Prompt:
     """Render and tokenize a request, fitting it into `opts.num_ctx`."""
     if spec.images or any(m.get("images") for m in spec.messages):
         return _render_with_images(spec, model, prompting, opts)
@@ -153,7 +153,7 @@ def render(spec: PromptSpec, model: LoadedModel, prompting: ModelPrompting, opts
     return fitted
 
 
-def _render_with_images(spec: PromptSpec, model: LoadedModel, prompting: ModelPrompting,
+def _render_with_images(spec: PromptSpec, model: PromptModel, prompting: ModelPrompting,
                         opts: Options) -> Prompt:
     """A prompt with images: the model's chat template places one placeholder per image, which
     the model's processor expands into the image's tokens (so they count in the window)."""
@@ -183,13 +183,13 @@ def _render_with_images(spec: PromptSpec, model: LoadedModel, prompting: ModelPr
     return Prompt(text, ids, media=media)
 
 
-def _chat_prompt(spec: PromptSpec, model: LoadedModel, prompting: ModelPrompting,
+def _chat_prompt(spec: PromptSpec, model: PromptModel, prompting: ModelPrompting,
                  messages: list[dict[str, Any]], go: bool) -> Prompt:
     text = _render_messages(spec, model, prompting, messages)
     return Prompt(text, _with_context(spec, model, _encode(model, text, from_chat_template=not go)))
 
 
-def _with_context(spec: PromptSpec, model: LoadedModel, ids: list[int]) -> list[int]:
+def _with_context(spec: PromptSpec, model: PromptModel, ids: list[int]) -> list[int]:
     """Prepend generate's deprecated `context`; the continuation must not restart with BOS."""
     if not spec.context:
         return ids
@@ -199,7 +199,7 @@ def _with_context(spec: PromptSpec, model: LoadedModel, ids: list[int]) -> list[
     return list(spec.context) + ids
 
 
-def _render_fim(spec: PromptSpec, model: LoadedModel, prompting: ModelPrompting) -> Prompt:
+def _render_fim(spec: PromptSpec, model: PromptModel, prompting: ModelPrompting) -> Prompt:
     template = spec.template or prompting.template
     if template and not is_jinja(template) and "Suffix" in gotemplate.parse(template).variables():
         text = _go_render(template, system=spec.system or prompting.system, prompt=spec.prompt,

@@ -19,15 +19,20 @@ import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from mlx_lama.api.errors import ApiError, BadRequest
-from mlx_lama.backends.base import Backend, Batch, Cancelled, EmbeddingModel, InputTooLong, LoadedModel
-from mlx_lama.engine import prompt as prompting
-from mlx_lama.engine import toolcalls
+from mlx_lama.backends.base import (
+    Batch,
+    Cancelled,
+    EmbeddingModel,
+    InProcessBackend,
+    InputTooLong,
+    LoadedModel,
+)
 from mlx_lama.engine.batching import BatchLoop
 from mlx_lama.engine.params import EmbedJob, EmbedResult, GenJob, Step
-from mlx_lama.engine.sequence import Emit, Plan, SeqStream
+from mlx_lama.engine.sequence import Emit, Plan, SeqStream, plan_job
 
 log = logging.getLogger("mlx_lama.runner")
 
@@ -38,10 +43,33 @@ class LoadError(ApiError):
     """The model could not be loaded (500, as Ollama's runner failures)."""
 
 
+class ModelRunner(Protocol):
+    """A loaded model as the scheduler drives it: in process (Runner, one MLX thread that
+    batches) or in a server process of its own (engine/remote.py's RemoteRunner)."""
+
+    label: str
+    memory_bytes: int
+
+    async def start(self) -> None:
+        """Load the model; raises LoadError (or the backend's ApiError)."""
+
+    async def stop(self) -> None:
+        """Free the model (and its thread or process)."""
+
+    def stream(self, job: GenJob) -> AsyncIterator[Step]:
+        """Run a generation job; leaving early cancels it."""
+
+    async def embed(self, job: EmbedJob) -> EmbedResult:
+        """Run an embedding job."""
+
+    def abort_all(self, message: str) -> None:
+        """End every stream with an error line."""
+
+
 class Runner:
     """A model in memory and its thread."""
 
-    def __init__(self, backend: Backend, path: Path, label: str, *, num_parallel: int = 1,
+    def __init__(self, backend: InProcessBackend, path: Path, label: str, *, num_parallel: int = 1,
                  prompt_cache_bytes: int = 0) -> None:
         self.backend = backend
         self.path = path
@@ -211,32 +239,8 @@ class Runner:
         return cast(LoadedModel, self._model)
 
     def _plan(self, job: GenJob, emit: Emit) -> Plan | None:
-        """Render the prompt and settle the token limit; answers at once (returning None) for
-        render-only jobs and prompts that leave no room to generate."""
-        model = self._generator()
-        opts = job.options
-        prompt = prompting.render(job.spec, model, job.prompting, opts)
-        if job.render_only:
-            emit(Step(done=True, done_reason="stop", rendered=prompt.text))
-            return None
-        ids = prompt.ids
-        room = opts.num_ctx - len(ids)
-        limit = opts.num_predict if opts.num_predict >= 0 else None
-        if not job.spec.shift:
-            limit = room if limit is None else min(limit, room)
-        shift_window = None
-        if job.spec.shift and (limit is None or limit > room):
-            # Generation may outgrow the window: let the KV cache rotate (Ollama's context shift).
-            shift_window = opts.num_ctx
-        if limit is not None and limit <= 0:
-            emit(Step(done=True, done_reason="length", prompt_eval_count=len(ids)))
-            return None
-        syntaxes: tuple[toolcalls.ToolSyntax, ...] = ()
-        if job.spec.tools:
-            template = job.spec.template or job.prompting.template
-            syntaxes = toolcalls.syntaxes_for(model, template,
-                                              go=bool(template) and not prompting.is_jinja(template))
-        return Plan(job, prompt, limit, shift_window, syntaxes)
+        """Render the prompt and settle the token limit (None: already answered)."""
+        return plan_job(job, self._generator(), emit)
 
     def _run(self, job: GenJob, emit: Emit, cancel: threading.Event) -> None:
         """Serve one job alone with `stream_generate` (models that cannot batch)."""

@@ -14,6 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlx_lama.backends.base import PromptModel
+from mlx_lama.engine import prompt as prompting
+from mlx_lama.engine import toolcalls
 from mlx_lama.engine.params import GenJob, ParsedToolCall, Step
 from mlx_lama.engine.prompt import Prompt
 from mlx_lama.engine.stops import StopMatcher
@@ -40,6 +43,36 @@ class Plan:
         return self.prompt.ids
 
 
+def plan_job(job: GenJob, model: PromptModel, emit: Emit, *, can_shift: bool = True) -> Plan | None:
+    """Render the prompt and settle the token limit; answers at once (returning None) for
+    render-only jobs and prompts that leave no room to generate. Without `can_shift` generation
+    always ends at the window, as if the request had said `shift: false`."""
+    opts = job.options
+    prompt = prompting.render(job.spec, model, job.prompting, opts)
+    if job.render_only:
+        emit(Step(done=True, done_reason="stop", rendered=prompt.text))
+        return None
+    ids = prompt.ids
+    room = opts.num_ctx - len(ids)
+    limit = opts.num_predict if opts.num_predict >= 0 else None
+    shift = job.spec.shift and can_shift
+    if not shift:
+        limit = room if limit is None else min(limit, room)
+    shift_window = None
+    if shift and (limit is None or limit > room):
+        # Generation may outgrow the window: let the KV cache rotate (Ollama's context shift).
+        shift_window = opts.num_ctx
+    if limit is not None and limit <= 0:
+        emit(Step(done=True, done_reason="length", prompt_eval_count=len(ids)))
+        return None
+    syntaxes: tuple[ToolSyntax, ...] = ()
+    if job.spec.tools:
+        template = job.spec.template or job.prompting.template
+        syntaxes = toolcalls.syntaxes_for(model, template,
+                                          go=bool(template) and not prompting.is_jinja(template))
+    return Plan(job, prompt, limit, shift_window, syntaxes)
+
+
 @dataclass
 class SeqStream:
     """Turns a job's generated tokens into steps for its client."""
@@ -52,6 +85,7 @@ class SeqStream:
     generated: list[int] = field(default_factory=list)
     reason: str = ""
     ended: bool = False  # a stop string was reached: the rest of the output is dropped
+    eval_count: int | None = None  # tokens generated, when known better than `generated` says
 
     def __post_init__(self) -> None:
         job = self.plan.job
@@ -79,11 +113,13 @@ class SeqStream:
         if calls:  # calls come in a chunk of their own, with no text (Ollama's stream)
             self.emit(Step(tool_calls=calls))
 
-    def feed(self, token: int, text: str, finish_reason: str | None) -> bool:
-        """Take one token; returns True once a stop string is reached (generation must end)."""
+    def feed(self, token: int | None, text: str, finish_reason: str | None) -> bool:
+        """Take one token (or, from a server that sends text only, `None` and a piece of text);
+        returns True once a stop string is reached (generation must end)."""
         if not self.first:
             self.first = time.perf_counter_ns()
-        self.generated.append(token)
+        if token is not None:
+            self.generated.append(token)
         self.reason = finish_reason or self.reason
         out, hit = self.stops.feed(text)
         self._send(out)
@@ -104,6 +140,7 @@ class SeqStream:
             # The whole prompt, even when a cached prefix was reused (Ollama reports it so since
             # its PR #5371); the duration is what the evaluation really took.
             prompt_eval_count=len(ids), prompt_eval_duration=first - self.start,
-            eval_count=len(self.generated), eval_duration=end - first,
+            eval_count=len(self.generated) if self.eval_count is None else self.eval_count,
+            eval_duration=end - first,
             context=ids + self.generated if self.plan.job.want_context else None,
         ))

@@ -21,6 +21,7 @@ from mlx_lama.api.errors import ApiError
 from mlx_lama.api.types import VersionResponse
 from mlx_lama.config import Config
 from mlx_lama.engine.scheduler import Scheduler
+from mlx_lama.engine.selection import check_server_backend
 from mlx_lama.server import anthropic_routes, embeddings, generation, models, openai_routes
 from mlx_lama.server.common import Services
 from mlx_lama.server.streams import error_response, json_response
@@ -128,14 +129,17 @@ class _Server(uvicorn.Server):
 
 
 def build(config: Config) -> tuple[Starlette, Scheduler]:
-    """The production app: the store under OLLAMA_MODELS, the mlx-lm, embedding and vision backends."""
-    from mlx_lama.backends.embed import EmbedBackend
-    from mlx_lama.backends.mlx_lm import MlxLmBackend
-    from mlx_lama.backends.mlx_vlm import MlxVlmBackend
+    """The production app: the store under OLLAMA_MODELS, every backend of the catalog.
 
+    Raises BackendUnavailable when the server's backend (--backend, MLX_LAMA_BACKEND) is unknown
+    or not installed: better at start-up than at the first request.
+    """
+    from mlx_lama.backends import catalog
+
+    backends = catalog.create_all(config)
+    check_server_backend(config.backend, backends)
     store = Store(config.models_dir)
-    scheduler = Scheduler(config, {"mlx-lm": MlxLmBackend(), "mlx-embeddings": EmbedBackend(),
-                                   "mlx-vlm": MlxVlmBackend()})
+    scheduler = Scheduler(config, backends)
     return create_app(config, store, scheduler), scheduler
 
 
@@ -144,7 +148,8 @@ def serve(config: Config) -> None:
     logging.basicConfig(level=logging.DEBUG if config.debug else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app, scheduler = build(config)
-    log.info("mlx-lama listening on %s (models in %s)", config.host.url(), config.models_dir)
+    log.info("mlx-lama listening on %s (models in %s, backend %s)", config.host.url(), config.models_dir,
+             config.backend)
     # An empty host (`OLLAMA_HOST=:8080`) listens on every interface, as Go's net.Listen does.
     server = _Server(uvicorn.Config(app, host=config.host.host or "0.0.0.0", port=config.host.port,
                                     log_level="debug" if config.debug else "warning",

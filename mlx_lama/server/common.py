@@ -106,9 +106,13 @@ def base_options(entry: ModelEntry, config: Config) -> Options:
 
 def load_spec(store: Store, entry: ModelEntry, opts: Options) -> LoadSpec:
     """What the scheduler needs to load `entry`."""
+    caps = entry.config.get("capabilities", [])
+    # What its backend must serve: a generation backend that cannot read images does not take
+    # over a vision model, nor one that cannot embed an embedding model.
+    needs = {"embedding"} if "embedding" in caps else {"completion"} | ({"vision"} & set(caps))
     return LoadSpec(key="/".join(entry.name.key()), name=entry.name.display(), digest=entry.digest,
-                    path=store.model_dir(entry), backend=entry.config.get("backend", "mlx-lm"),
-                    context_length=opts.num_ctx)
+                    path=store.model_dir(entry), backend=entry.config.get("backend", "auto"),
+                    context_length=opts.num_ctx, needs=frozenset(needs))
 
 
 def details(entry: ModelEntry) -> ModelDetails:

@@ -108,7 +108,7 @@ async def ps(request: Request) -> Response:
             name=running.name, model=running.name, size=running.size, digest=running.digest,
             details=common.details(entry) if entry else ProcessModelResponse().details,
             expires_at=local_time(expires), size_vram=running.size,  # unified memory: all of it "GPU"
-            context_length=running.context_length))
+            context_length=running.context_length, backend=running.backend))
     return json_response(ProcessResponse(models=out))
 
 

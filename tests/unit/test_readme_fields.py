@@ -45,7 +45,8 @@ def test_every_request_field_is_in_the_table(name: str) -> None:
     assert documented(name), f"README's 'Request fields and options' lacks `{name}`"
 
 
-@pytest.mark.parametrize("name", sorted(OLLAMA_OPTIONS | {f.name for f in dataclasses.fields(Options)}
+@pytest.mark.parametrize("name", sorted(OLLAMA_OPTIONS | {f.name for f in dataclasses.fields(Options)
+                                                           if f.metadata.get("option", True)}
                                         | set(HARDWARE_HINTS) | set(NEUTRAL)))
 def test_every_option_is_in_the_table(name: str) -> None:
     assert documented(name), f"README's options table lacks `{name}`"
