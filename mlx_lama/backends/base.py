@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from mlx_lama.engine.params import Options
+from mlx_lama.engine.params import Decoding, Options, TokenLogprob
 
 
 class Cancelled(Exception):
@@ -29,6 +29,7 @@ class TokenStep:
     token: int
     text: str
     finish_reason: str | None = None  # "stop" (end of sequence) | "length" | None
+    logprob: TokenLogprob | None = None  # when asked for; never for the end-of-sequence token
 
 
 @dataclass
@@ -39,6 +40,7 @@ class BatchToken:
     token: int
     text: str
     finish_reason: str | None = None  # "stop" (end of sequence) | "length" | None
+    logprob: TokenLogprob | None = None  # when asked for; never for the end-of-sequence token
 
 
 class Batch(Protocol):
@@ -52,8 +54,11 @@ class Batch(Protocol):
     def cache_entries(self) -> int:
         """Prompt caches held for reuse."""
 
-    def insert(self, ids: list[int], opts: Options, max_tokens: int) -> tuple[int, int]:
-        """Add a sequence; returns its uid and how many prompt tokens will really be evaluated."""
+    def insert(self, ids: list[int], opts: Options, max_tokens: int,
+               decoding: Decoding | None = None) -> tuple[int, int]:
+        """Add a sequence; returns its uid and how many prompt tokens will really be evaluated.
+
+        Raises BadRequest for a `decoding.format` the constraint library cannot compile."""
 
     def step(self) -> list[BatchToken]:
         """Advance every sequence by one step (a prefill chunk or one token)."""
@@ -87,8 +92,11 @@ class LoadedModel(Protocol):
         """The chat prompt as text, ending with the assistant's generation prompt."""
 
     def generate(self, ids: list[int], opts: Options, *, max_tokens: int, max_kv_size: int | None,
-                 cancelled: Callable[[], bool]) -> Iterator[TokenStep]:
-        """Generate from prompt ids; stops early (raising Cancelled or returning) once cancelled()."""
+                 cancelled: Callable[[], bool], decoding: Decoding | None = None) -> Iterator[TokenStep]:
+        """Generate from prompt ids; stops early (raising Cancelled or returning) once cancelled().
+
+        A `decoding.format` needs a token limit (`max_tokens` >= 0): the constraint closes the
+        JSON within it."""
 
     def batch(self, *, max_sequences: int, cache_bytes: int) -> Batch | None:
         """A continuous batch over this model, or None if it can only serve one request at a time."""

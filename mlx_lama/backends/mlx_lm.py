@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from mlx_lama.backends.base import Cancelled, TokenStep
+from mlx_lama.backends.constrain import TokenTables
+from mlx_lama.backends.logprobs import LogprobProbe, TokenTexts
 from mlx_lama.backends.mlx_batch import MlxBatch
 from mlx_lama.backends.threads import clear_thread_streams, release_model_memory, weight_bytes
-from mlx_lama.engine.params import Options
+from mlx_lama.engine.params import Decoding, Options
 
 
 class MlxLmBackend:
@@ -116,6 +118,8 @@ class MlxLmModel:
         self.tokenizer = tokenizer
         self.bos_token: str | None = getattr(tokenizer, "bos_token", None)
         self._vocab: dict[str, int] = tokenizer.get_vocab()
+        self._tables: TokenTables | None = None  # built by the first `format` request
+        self._texts: TokenTexts | None = None  # built by the first `logprobs` request
 
     def encode(self, text: str, *, special: bool) -> list[int]:
         """Token ids of `text`."""
@@ -144,8 +148,30 @@ class MlxLmModel:
         return str(self.tokenizer.apply_chat_template(
             messages, tools=tools or None, add_generation_prompt=True, tokenize=False, **kwargs))
 
+    def processors(self, opts: Options, decoding: Decoding | None,
+                   budget: int) -> tuple[list[Callable[[Any, Any], Any]], LogprobProbe | None]:
+        """One sequence's logits processors, in order: the logprob probe (it must see the raw
+        logits), the penalties, the JSON constraint (last, so nothing re-enables a masked token);
+        and the probe, to read its entries back."""
+        processors = _logits_processors(opts)
+        probe = None
+        if decoding is not None and decoding.logprobs:
+            if self._texts is None:
+                self._texts = TokenTexts(self.tokenizer)
+            probe = LogprobProbe(self._texts, decoding.top_logprobs)
+            processors = [probe, *processors]
+        if decoding is not None and decoding.format is not None:
+            if budget < 0:
+                raise ValueError("a constrained sequence needs a token limit")
+            if self._tables is None:
+                args = getattr(self.model, "args", None)
+                width = max(getattr(args, "vocab_size", 0) or 0, len(self.tokenizer))
+                self._tables = TokenTables(self.tokenizer, width)
+            processors.append(self._tables.constraint(decoding, budget))
+        return processors, probe
+
     def generate(self, ids: list[int], opts: Options, *, max_tokens: int, max_kv_size: int | None,
-                 cancelled: Callable[[], bool]) -> Iterator[TokenStep]:
+                 cancelled: Callable[[], bool], decoding: Decoding | None = None) -> Iterator[TokenStep]:
         """Stream tokens with `mlx_lm.stream_generate`; cancellation also interrupts the prefill."""
         import mlx.core as mx
         from mlx_lm import stream_generate
@@ -163,14 +189,18 @@ class MlxLmModel:
             for layer in cache:
                 if isinstance(layer, RotatingKVCache):
                     layer.keep = min(opts.num_keep, max_kv_size - 1)
+        processors, probe = self.processors(opts, decoding, max_tokens)
         stream = stream_generate(
             self.model, self.tokenizer, mx.array(ids), max_tokens=max_tokens,
-            sampler=_sampler(opts), logits_processors=_logits_processors(opts),
+            sampler=_sampler(opts), logits_processors=processors,
             prompt_cache=cache, prefill_step_size=max(1, opts.num_batch),
             prompt_progress_callback=on_prefill)
         try:
             for r in stream:
-                yield TokenStep(int(r.token), r.text, r.finish_reason)
+                token = int(r.token)
+                # "stop" means the end-of-sequence token, which gets no logprob (as in Ollama).
+                logprob = probe.take(token, report=r.finish_reason != "stop") if probe else None
+                yield TokenStep(token, r.text, r.finish_reason, logprob)
                 if cancelled():
                     return
         finally:
@@ -183,7 +213,7 @@ class MlxLmModel:
 
         if not all(hasattr(c, "merge") for c in make_prompt_cache(self.model)):
             return None
-        return MlxBatch(self.model, self.tokenizer, max_sequences=max_sequences,
+        return MlxBatch(self.model, self.tokenizer, self.processors, max_sequences=max_sequences,
                         cache_bytes=cache_bytes)
 
     def memory_bytes(self) -> int:

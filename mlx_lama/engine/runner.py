@@ -222,7 +222,8 @@ class Runner:
         ids = prompt.ids
         room = opts.num_ctx - len(ids)
         limit = opts.num_predict if opts.num_predict >= 0 else None
-        if not job.spec.shift:
+        if not job.spec.shift or job.decoding.format is not None:
+            # A constrained answer must close its JSON within a known budget: no context shift.
             limit = room if limit is None else min(limit, room)
         shift_window = None
         if job.spec.shift and (limit is None or limit > room):
@@ -254,7 +255,8 @@ class Runner:
         self.prompt_tokens_evaluated += len(ids)
         for step in model.generate(ids, plan.job.options,
                                    max_tokens=-1 if limit is None else limit,
-                                   max_kv_size=plan.shift_window, cancelled=seq.cancel.is_set):
-            if seq.feed(step.token, step.text, step.finish_reason):
+                                   max_kv_size=plan.shift_window, cancelled=seq.cancel.is_set,
+                                   decoding=plan.decoding):
+            if seq.feed(step.token, step.text, step.finish_reason, step.logprob):
                 break
         seq.finish()

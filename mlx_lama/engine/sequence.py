@@ -7,13 +7,15 @@ Ollama's metrics. Where the tokens come from (a batch step or `stream_generate`)
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlx_lama.engine.params import GenJob, Step
+from mlx_lama.engine.params import Decoding, GenJob, Step, TokenLogprob
 from mlx_lama.engine.prompt import Prompt
 from mlx_lama.engine.stops import StopMatcher
 from mlx_lama.engine.thinking import ThinkSplitter
@@ -36,6 +38,17 @@ class Plan:
         """The prompt's token ids."""
         return self.prompt.ids
 
+    @property
+    def decoding(self) -> Decoding:
+        """The job's decoding, told where a thinking model's answer (the constrained part) starts."""
+        decoding = self.job.decoding
+        if decoding.format is None or not self.job.split_thinking:
+            return decoding
+        return dataclasses.replace(decoding, thinking="open" if self._opens_thinking() else "maybe")
+
+    def _opens_thinking(self) -> bool:
+        return self.prompt.text.rstrip().endswith(THINK_OPEN)
+
 
 @dataclass
 class SeqStream:
@@ -53,21 +66,25 @@ class SeqStream:
     def __post_init__(self) -> None:
         job = self.plan.job
         self.stops = StopMatcher(job.options.stop)
-        self.splitter = ThinkSplitter(started=self.plan.prompt.text.rstrip().endswith(THINK_OPEN)) \
-            if job.split_thinking else None
+        self.splitter = ThinkSplitter(started=self.plan._opens_thinking()) if job.split_thinking else None
+        self.logprobs = _LogprobQueue() if job.decoding.logprobs else None
 
     def _send(self, text: str) -> None:
         thinking, content = self.splitter.feed(text) if self.splitter else ("", text)
-        if thinking or content:
-            self.emit(Step(text=content, thinking=thinking))
+        logprobs = self.logprobs.ready() if self.logprobs else None
+        if thinking or content or logprobs:
+            self.emit(Step(text=content, thinking=thinking, logprobs=logprobs))
 
-    def feed(self, token: int, text: str, finish_reason: str | None) -> bool:
+    def feed(self, token: int, text: str, finish_reason: str | None,
+             logprob: TokenLogprob | None = None) -> bool:
         """Take one token; returns True once a stop string is reached (generation must end)."""
         if not self.first:
             self.first = time.perf_counter_ns()
         self.generated.append(token)
         self.reason = finish_reason or self.reason
         out, hit = self.stops.feed(text)
+        if self.logprobs:
+            self.logprobs.fed(logprob, len(text), len(out), cut=hit)
         self._send(out)
         if hit:
             self.reason, self.ended = "stop", True
@@ -76,7 +93,10 @@ class SeqStream:
     def finish(self) -> None:
         """Release held text and send the final step with the metrics (unless cancelled)."""
         if not self.ended:
-            self._send(self.stops.flush())
+            held = self.stops.flush()
+            if self.logprobs:
+                self.logprobs.fed(None, 0, len(held), cut=False)
+            self._send(held)
         if self.splitter and any(rest := self.splitter.flush()):
             self.emit(Step(thinking=rest[0], text=rest[1]))
         if self.cancel.is_set():
@@ -92,3 +112,37 @@ class SeqStream:
             eval_count=len(self.generated), eval_duration=end - first,
             context=ids + self.generated if self.plan.job.want_context else None,
         ))
+
+
+class _LogprobQueue:
+    """Keeps each token's logprob until the stop-string matcher releases that token's text.
+
+    Every generated token but EOS gets exactly one entry, in order, on the step that carries its
+    text (a token whose text is still held back, as a possible stop string or partial UTF-8,
+    waits for it). Tokens whose text lies wholly inside a stop string are dropped with it, as
+    Ollama drops them.
+    """
+
+    def __init__(self) -> None:
+        self._held: deque[tuple[int, int, TokenLogprob]] = deque()  # (start, end of its text, entry)
+        self._fed = 0  # characters of text fed to the stop matcher
+        self._released = 0  # characters it has let through
+        self._ready: list[TokenLogprob] = []
+
+    def fed(self, logprob: TokenLogprob | None, n_text: int, n_out: int, *, cut: bool) -> None:
+        """One token (`logprob`, None for EOS) with `n_text` characters went in, `n_out` came out;
+        `cut` when a stop string was reached (what was not let through is dropped)."""
+        if logprob is not None:
+            self._held.append((self._fed, self._fed + n_text, logprob))
+        self._fed += n_text
+        self._released += n_out
+        while self._held and (self._held[0][1] <= self._released
+                              or cut and self._held[0][0] < self._released):
+            self._ready.append(self._held.popleft()[2])
+        if cut:
+            self._held.clear()
+
+    def ready(self) -> list[TokenLogprob] | None:
+        """The entries released since the last call, if any."""
+        out, self._ready = self._ready, []
+        return out or None
