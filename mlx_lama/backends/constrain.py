@@ -185,7 +185,7 @@ class JsonConstraint:
                 return
         if not self.failed and not self.m.consume_token(token):
             # Only possible if something outside the mask was sampled: end the answer.
-            log.warning("constrained decoding failed: %s", self.m.get_error())
+            log.warning("constrained decoding failed: %s", self.m.get_error().splitlines()[0])
             self.failed = True
 
     def _thinking(self, logits: Any, left: int) -> Any:

@@ -38,14 +38,19 @@ class _Call:
     keep_alive: float | None
 
 
+def _check_top_logprobs(top_logprobs: int) -> None:
+    """Ollama checks this first of all, before even the model name."""
+    if not 0 <= top_logprobs <= 20:
+        raise errors.BadRequest("top_logprobs must be between 0 and 20")
+
+
 def _decoding(fmt: Any, logprobs: bool, top_logprobs: int) -> Decoding:
-    """`format`, `logprobs` and `top_logprobs` as the engine takes them, checked as Ollama does.
+    """`format`, `logprobs` and `top_logprobs` as the engine takes them, checked as Ollama does
+    (a bad `format` only once the model is known, as Ollama's runner reports it).
 
     A schema is only compiled on the model's runner (it needs the tokenizer); one the constraint
     library cannot compile is a 400 from there, before the first chunk.
     """
-    if not 0 <= top_logprobs <= 20:
-        raise errors.BadRequest("top_logprobs must be between 0 and 20")
     if fmt == "":
         fmt = None
     if fmt is not None and fmt != "json" and not isinstance(fmt, dict):
@@ -176,7 +181,7 @@ async def generate_reply(request: Request, req: GenerateRequest) -> Reply[Genera
     keep = common.keep_alive(req.keep_alive)
     if req.raw and (req.template or req.system or req.context):
         raise errors.BadRequest("raw mode does not support template, system, or context")
-    decoding = _decoding(req.format, req.logprobs, req.top_logprobs)
+    _check_top_logprobs(req.top_logprobs)
     common.check_images(req.images)
     svc = common.services(request)
     entry = common.find_model(svc.store, req.model)
@@ -190,6 +195,7 @@ async def generate_reply(request: Request, req: GenerateRequest) -> Reply[Genera
         return await _load_or_unload(request, entry, keep, lambda reason: GenerateResponse(
             model=req.model, created_at=now_utc(), done=True, done_reason=reason))
 
+    decoding = _decoding(req.format, req.logprobs, req.top_logprobs)
     spec = PromptSpec("generate", prompt=req.prompt, system=req.system, suffix=req.suffix,
                       raw=req.raw, template=req.template, think=think, context=req.context,
                       truncate=req.truncate is not False, shift=req.shift is not False)
@@ -242,7 +248,7 @@ async def chat_reply(request: Request, req: ChatRequest) -> Reply[ChatResponse]:
     if not req.model.strip():
         raise errors.BadRequest("model is required")
     keep = common.keep_alive(req.keep_alive)
-    decoding = _decoding(req.format, req.logprobs, req.top_logprobs)
+    _check_top_logprobs(req.top_logprobs)
     messages = req.messages or []
     for m in messages:
         common.check_images(m.images)
@@ -259,6 +265,7 @@ async def chat_reply(request: Request, req: ChatRequest) -> Reply[ChatResponse]:
             model=req.model, created_at=now_utc(), message=Message(role="assistant"), done=True,
             done_reason=reason))
 
+    decoding = _decoding(req.format, req.logprobs, req.top_logprobs)
     tools = [{"type": t.type, "function": t.function} for t in req.tools] if req.tools else None
     spec = PromptSpec("chat", messages=[_message_dict(m) for m in messages], tools=tools,
                       think=think, truncate=req.truncate is not False, shift=req.shift is not False)

