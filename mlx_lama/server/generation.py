@@ -18,8 +18,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mlx_lama.api import errors
-from mlx_lama.api.types import (ChatRequest, ChatResponse, GenerateRequest, GenerateResponse, Logprob,
-                                Message, TokenLogprob, now_utc)
+from mlx_lama.api.types import (
+    ChatRequest,
+    ChatResponse,
+    GenerateRequest,
+    GenerateResponse,
+    Logprob,
+    Message,
+    TokenLogprob,
+    now_utc,
+)
 from mlx_lama.engine import params
 from mlx_lama.engine.params import Decoding, GenJob, ModelPrompting, Options, PromptSpec, Step, parse_options
 from mlx_lama.server import common
@@ -54,7 +62,8 @@ def _decoding(fmt: Any, logprobs: bool, top_logprobs: int) -> Decoding:
     if fmt == "":
         fmt = None
     if fmt is not None and fmt != "json" and not isinstance(fmt, dict):
-        raise errors.ApiError(f'invalid format: {_go_quote(fmt)}; expected "json" or a valid JSON Schema object')
+        raise errors.ApiError(
+            f'invalid format: {_go_quote(fmt)}; expected "json" or a valid JSON Schema object')
     # As in Ollama, top_logprobs only applies when logprobs is asked for.
     return Decoding(format=fmt, logprobs=logprobs, top_logprobs=top_logprobs if logprobs else 0)
 
