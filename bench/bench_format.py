@@ -5,8 +5,9 @@
     python bench/bench_format.py --model DIR      # any local MLX model directory
 
 Drives mlx-lama's own backend in process (no HTTP), greedy, on the serial path (`stream_generate`)
-and in a batch of 4 (`BatchGenerator`), and prints generated tokens/s per configuration with its
-ratio to plain decoding. The schema asks for one string, which greedy decoding of the random
+and in a batch of 4 (`BatchGenerator`), and prints per configuration generated tokens/s (best run)
+and the process's CPU time per token (least run; steadier than wall time on a shared machine),
+each with its ratio to plain decoding. The schema asks for one string, which greedy decoding of the random
 test model never closes by itself: every configuration generates about the same number of tokens,
 and the constraint closing the JSON at the budget's end is part of the cost. One-off costs (token
 tables, grammar compilation) and the constraint's own per-token work (mask, apply, closing checks,
@@ -39,26 +40,26 @@ CONFIGS: list[tuple[str, Decoding | None]] = [
 OPTS = Options(temperature=0.0)
 
 
-def serial(model: Any, ids: list[int], n: int, decoding: Decoding | None) -> tuple[float, int]:
-    """Tokens/s and token count of one serial generation."""
-    t = time.perf_counter()
+def serial(model: Any, ids: list[int], n: int, decoding: Decoding | None) -> tuple[float, float]:
+    """Tokens/s and CPU milliseconds per token of one serial generation."""
+    t, cpu = time.perf_counter(), time.process_time()
     count = sum(1 for _ in model.generate(ids, OPTS, max_tokens=n, max_kv_size=None,
                                           cancelled=lambda: False, decoding=decoding))
-    return count / (time.perf_counter() - t), count
+    return count / (time.perf_counter() - t), (time.process_time() - cpu) * 1e3 / count
 
 
-def batched(model: Any, prompts: list[list[int]], n: int, decoding: Decoding | None) -> tuple[float, int]:
-    """Aggregate tokens/s and token count of one batch of len(prompts) sequences."""
+def batched(model: Any, prompts: list[list[int]], n: int, decoding: Decoding | None) -> tuple[float, float]:
+    """Aggregate tokens/s and CPU milliseconds per token of one batch of len(prompts) sequences."""
     batch = model.batch(max_sequences=len(prompts), cache_bytes=0)
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     for ids in prompts:
         batch.insert(ids, OPTS, n, decoding)
     count = 0
     while batch.active:
         count += len(batch.step())
-    rate = count / (time.perf_counter() - t)
+    rate, cost = count / (time.perf_counter() - t), (time.process_time() - cpu) * 1e3 / count
     batch.close()
-    return rate, count
+    return rate, cost
 
 
 def constraint_cost(model: Any, n: int) -> float:
@@ -120,14 +121,18 @@ def main() -> None:
     print(f"constraint alone (random logits, no model): {constraint_cost(model, n):.0f} us/token\n")
 
     serial(model, prompt(0), 8, None)  # warm-up
-    print(f"{'configuration':<18}{'serial tok/s':>14}{'ratio':>8}{'batch x4 tok/s':>17}{'ratio':>8}")
-    base: tuple[float, float] | None = None
+    print(f"{'':<18}{'serial':^30}{'batch of 4':^30}")
+    print(f"{'configuration':<18}" + f"{'tok/s':>8}{'ratio':>7}{'cpu ms/tok':>11}{'ratio':>7}   " * 2)
+    base: list[float] = []
     for name, decoding in CONFIGS:
-        s_rate = max(serial(model, prompt(r), n, decoding)[0] for r in range(args.runs))
-        b_rate = max(batched(model, [prompt(10 * r + i) for i in range(4)], n, decoding)[0]
-                     for r in range(args.runs))
-        base = base or (s_rate, b_rate)
-        print(f"{name:<18}{s_rate:>14.1f}{s_rate / base[0]:>8.2f}{b_rate:>17.1f}{b_rate / base[1]:>8.2f}")
+        runs = [serial(model, prompt(r), n, decoding) for r in range(args.runs)]
+        row = [max(r[0] for r in runs), min(r[1] for r in runs)]
+        runs = [batched(model, [prompt(10 * r + i) for i in range(4)], n, decoding) for r in range(args.runs)]
+        row += [max(r[0] for r in runs), min(r[1] for r in runs)]
+        base = base or row
+        ratio = [v / b for v, b in zip(row, base, strict=True)]
+        cells = [f"{row[i]:>8.1f}{ratio[i]:>7.2f}{row[i + 1]:>11.2f}{ratio[i + 1]:>7.2f}   " for i in (0, 2)]
+        print(f"{name:<18}" + "".join(cells))
     model.close()
 
 

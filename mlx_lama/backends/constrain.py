@@ -98,8 +98,10 @@ class TokenTables:
     def constraint(self, decoding: Decoding, budget: int) -> JsonConstraint:
         """A fresh processor for one sequence that may generate `budget` tokens."""
         assert decoding.format is not None
+        # Without single-token think markers there is no think block to wait for.
+        thinks = self.think_open is not None and self.think_close is not None
         return JsonConstraint(self, self._new_matcher(self.grammar(decoding.format)), budget,
-                              decoding.thinking if self.think_close is not None else "")
+                              decoding.thinking if thinks else "")
 
     def pick(self, packed: Any) -> int | None:
         """The closing policy: the lowest-id allowed token of the cheapest class allowed."""
@@ -168,6 +170,8 @@ class JsonConstraint:
                 packed = packed.copy()
                 packed[self.t.think_open >> 3] |= 1 << (self.t.think_open & 7)
         elif self.closing or self._must_close(left):
+            if not self.closing:
+                log.debug("closing the JSON: %d tokens left, %d needed", left, self.path_len)
             self.closing = True
             token = self.t.pick(packed)
             return _only(logits, self.t.eos[0] if token is None else token)
