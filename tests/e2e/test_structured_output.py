@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -177,6 +178,29 @@ def test_a_tight_num_predict_is_honoured_and_the_json_still_closes(server: LiveS
         "options": {"temperature": 1.0, "seed": 3, "num_predict": 24}}).json()
     assert r["eval_count"] <= 24
     valid(r["response"], schema)
+
+
+def test_the_serial_path_is_constrained_too(make_server: Callable[..., LiveServer], monkeypatch: Any) -> None:
+    """Models whose caches cannot be batched run `stream_generate` with the same processor."""
+    from mlx_lama.backends.mlx_lm import MlxLmModel
+
+    monkeypatch.setattr(MlxLmModel, "batch", lambda self, **_: None)
+    serial = make_server()
+
+    async def scenario() -> list[dict[str, Any]]:
+        async with httpx.AsyncClient(timeout=120) as client:
+            return list(await asyncio.gather(*(
+                ask(client, serial.url, path, body(path, LLAMA, SCHEMAS[name], i, stream=i % 2 == 0))
+                for i, (path, name) in enumerate([("/api/generate", "nested"), ("/api/chat", "refs"),
+                                                  ("/api/generate", "array-of-objects")]))))
+
+    answers = asyncio.run(asyncio.wait_for(scenario(), 240))
+    for a, name in zip(answers, ["nested", "refs", "array-of-objects"], strict=True):
+        valid(a["text"], SCHEMAS[name])
+    assert serial.scheduler.runner(LLAMA).batch is None
+    r = httpx.post(serial.url + "/api/generate", timeout=120,
+                   json=body("/api/generate", LLAMA, {"type": "strin"}, 0, stream=True))
+    assert (r.status_code, r.json()) == (400, {"error": "invalid JSON schema in format: Invalid type: strin"})
 
 
 # ---------------------------------------------------------------- official clients
