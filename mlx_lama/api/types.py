@@ -343,6 +343,14 @@ class CreateRequest:
     quantize: str = wire(default="")
     quantization: str = wire(default="")
     stream: bool | None = wire()
+    requires: str = wire(default="")  # the Ollama version the model needs (shown by /api/show)
+    # Ollama's fields for what mlx-lama cannot build: refused when set.
+    draft_files: dict[str, str] | None = wire()
+    draft_quantize: str = wire(default="")
+    remote_host: str = wire(default="")
+    renderer: str = wire(default="")
+    parser: str = wire(default="")
+    info: dict[str, Any] | None = wire()
 
     @property
     def target(self) -> str:
@@ -415,6 +423,7 @@ class ShowResponse:
     tensors: list[dict[str, Any]] | None = wire(omit=True)
     capabilities: list[str] | None = wire(omit=True)
     modified_at: str = wire(default="")
+    requires: str = wire(omit=True, default="")
 
 
 @dataclass

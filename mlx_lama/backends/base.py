@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mlx_lama.engine.params import Decoding, Options, TokenLogprob
+from mlx_lama.engine.toolcalls import ToolSyntax
 
 
 class Cancelled(Exception):
@@ -20,6 +21,15 @@ class Cancelled(Exception):
 
 class InputTooLong(Exception):
     """An embedding input is longer than the window and the request forbade truncation."""
+
+
+class BadInput(Exception):
+    """An input this model cannot use, e.g. image bytes that are no picture (the client's fault)."""
+
+
+class Unavailable(Exception):
+    """What the request needs is missing from this installation, e.g. the optional mlx-vlm (the
+    server's setup, not the client's fault)."""
 
 
 @dataclass(frozen=True)
@@ -88,8 +98,13 @@ class LoadedModel(Protocol):
         """The model's own (Jinja) chat template, if it has one."""
 
     def render_chat(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None,
-                    think: bool | None, template: str | None = None) -> str:
-        """The chat prompt as text, ending with the assistant's generation prompt."""
+                    think: bool | str | None, template: str | None = None) -> str:
+        """The chat prompt as text, ending with the assistant's generation prompt (`think`: a
+        bool, or a level such as "high", which also turns thinking on)."""
+
+    def tool_syntax(self, family: str | None = None) -> ToolSyntax | None:
+        """How the model writes tool calls: the parser chosen for its own chat template (family
+        None; None when there is none), or the parser of that family (e.g. "mistral")."""
 
     def generate(self, ids: list[int], opts: Options, *, max_tokens: int, max_kv_size: int | None,
                  cancelled: Callable[[], bool], decoding: Decoding | None = None) -> Iterator[TokenStep]:
@@ -106,6 +121,20 @@ class LoadedModel(Protocol):
 
     def close(self) -> None:
         """Drop the weights and return the memory to the system."""
+
+
+class VisionModel(LoadedModel, Protocol):
+    """A loaded model that also reads images (see backends/mlx_vlm.py)."""
+
+    def prepare_images(self, text: str, images: list[bytes]) -> tuple[list[int], Any]:
+        """The ids of a rendered prompt with each image placeholder expanded into that image's
+        tokens, and what the model reads of the images (opaque: handed back to `generate`).
+        Raises BadInput for bytes that are no picture, Unavailable when it cannot see at all."""
+
+    def generate(self, ids: list[int], opts: Options, *, max_tokens: int, max_kv_size: int | None,
+                 cancelled: Callable[[], bool], media: Any = None,
+                 decoding: Decoding | None = None) -> Iterator[TokenStep]:
+        """As LoadedModel.generate, with `media` from `prepare_images` when the prompt has images."""
 
 
 class EmbeddingModel(Protocol):

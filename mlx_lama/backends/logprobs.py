@@ -17,18 +17,18 @@ from mlx_lama.engine.params import TokenLogprob
 
 
 class TokenTexts:
-    """Each token's text and bytes, decoded once per model."""
+    """Each token's text and bytes, decoded once per model (from a Hugging Face tokenizer)."""
 
     def __init__(self, tokenizer: Any) -> None:
-        from mlx_lm.tokenizer_utils import BPEStreamingDetokenizer, _byte_decoder
+        from mlx_lm.tokenizer_utils import _byte_decoder
+        from tokenizers.decoders import ByteLevel
 
         self._tokenizer = tokenizer
         self._cache: dict[int, tuple[str, bytes]] = {}
-        detok = getattr(tokenizer, "_detokenizer", None)
         # Byte-level BPE pieces are raw bytes, of which a token may hold part of a character:
         # report those bytes (so clients can rebuild the text), not U+FFFD.
-        self._pieces = detok.tokenmap if isinstance(detok, BPEStreamingDetokenizer) else None
-        self._bytes_of = _byte_decoder()
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        self._bytes_of = _byte_decoder() if isinstance(getattr(backend, "decoder", None), ByteLevel) else None
 
     def get(self, token: int) -> tuple[str, bytes]:
         """(text, bytes) of one token."""
@@ -36,9 +36,10 @@ class TokenTexts:
         if found is None:
             text = str(self._tokenizer.decode([token]))
             raw = text.encode()
-            if self._pieces is not None and token < len(self._pieces):
-                decode = self._bytes_of
-                raw = b"".join(bytes([decode[c]]) if c in decode else c.encode() for c in self._pieces[token])
+            if self._bytes_of is not None:
+                piece, decode = self._tokenizer.convert_ids_to_tokens(token), self._bytes_of
+                if isinstance(piece, str):
+                    raw = b"".join(bytes([decode[c]]) if c in decode else c.encode() for c in piece)
             found = self._cache[token] = (text, raw)
         return found
 

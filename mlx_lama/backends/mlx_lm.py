@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from mlx_lama.backends.base import Cancelled, TokenStep
-from mlx_lama.backends.constrain import TokenTables
-from mlx_lama.backends.logprobs import LogprobProbe, TokenTexts
+from mlx_lama.backends.decoding import DecodingSupport
+from mlx_lama.backends.logprobs import LogprobProbe
 from mlx_lama.backends.mlx_batch import MlxBatch
 from mlx_lama.backends.threads import clear_thread_streams, release_model_memory, weight_bytes
 from mlx_lama.engine.params import Decoding, Options
+from mlx_lama.engine.toolcalls import ToolSyntax
 
 
 class MlxLmBackend:
@@ -110,6 +111,21 @@ def _logits_processors(opts: Options) -> list[Callable[[Any, Any], Any]]:
     )
 
 
+def mlx_tool_syntax(tokenizer: Any, family: str | None = None) -> ToolSyntax | None:
+    """mlx-lm's tool-call parser for a TokenizerWrapper (family None), or the named one."""
+    if family is None:
+        if not getattr(tokenizer, "has_tool_calling", False):
+            return None
+        return ToolSyntax(tokenizer.tool_call_start, tokenizer.tool_call_end or "", tokenizer.tool_parser)
+    import importlib
+
+    try:
+        module = importlib.import_module(f"mlx_lm.tool_parsers.{family}")
+    except ImportError:
+        return None
+    return ToolSyntax(module.tool_call_start, module.tool_call_end or "", module.parse_tool_call)
+
+
 class MlxLmModel:
     """An mlx-lm model and its tokenizer."""
 
@@ -118,8 +134,7 @@ class MlxLmModel:
         self.tokenizer = tokenizer
         self.bos_token: str | None = getattr(tokenizer, "bos_token", None)
         self._vocab: dict[str, int] = tokenizer.get_vocab()
-        self._tables: TokenTables | None = None  # built by the first `format` request
-        self._texts: TokenTexts | None = None  # built by the first `logprobs` request
+        self._support = DecodingSupport(tokenizer._tokenizer, tokenizer.eos_token_ids)
 
     def encode(self, text: str, *, special: bool) -> list[int]:
         """Token ids of `text`."""
@@ -138,37 +153,33 @@ class MlxLmModel:
         return getattr(self.tokenizer, "chat_template", None)
 
     def render_chat(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None,
-                    think: bool | None, template: str | None = None) -> str:
-        """Render with the model's Jinja template (or `template`), ending in the generation prompt."""
+                    think: bool | str | None, template: str | None = None) -> str:
+        """Render with the model's Jinja template (or `template`), ending in the generation prompt.
+
+        `think` reaches the template as `enable_thinking` (Qwen3's switch, which mlx-lm maps to a
+        template's own name for it); a level also as `reasoning_effort` (gpt-oss's, which knows
+        low, medium and high: "max" becomes "high").
+        """
         kwargs: dict[str, Any] = {}
         if think is not None and getattr(self.tokenizer, "has_thinking", False):
-            kwargs["enable_thinking"] = think
+            kwargs["enable_thinking"] = bool(think)
+        if isinstance(think, str):
+            kwargs["reasoning_effort"] = "high" if think == "max" else think
         if template:
             kwargs["chat_template"] = template
         return str(self.tokenizer.apply_chat_template(
             messages, tools=tools or None, add_generation_prompt=True, tokenize=False, **kwargs))
 
+    def tool_syntax(self, family: str | None = None) -> ToolSyntax | None:
+        """mlx-lm's tool-call parser: the one its tokenizer wrapper chose from the chat template
+        (family None), or `mlx_lm.tool_parsers.<family>`."""
+        return mlx_tool_syntax(self.tokenizer, family)
+
     def processors(self, opts: Options, decoding: Decoding | None,
                    budget: int) -> tuple[list[Callable[[Any, Any], Any]], LogprobProbe | None]:
-        """One sequence's logits processors, in order: the logprob probe (it must see the raw
-        logits), the penalties, the JSON constraint (last, so nothing re-enables a masked token);
-        and the probe, to read its entries back."""
-        processors = _logits_processors(opts)
-        probe = None
-        if decoding is not None and decoding.logprobs:
-            if self._texts is None:
-                self._texts = TokenTexts(self.tokenizer)
-            probe = LogprobProbe(self._texts, decoding.top_logprobs)
-            processors = [probe, *processors]
-        if decoding is not None and decoding.format is not None:
-            if budget < 0:
-                raise ValueError("a constrained sequence needs a token limit")
-            if self._tables is None:
-                args = getattr(self.model, "args", None)
-                width = max(getattr(args, "vocab_size", 0) or 0, len(self.tokenizer))
-                self._tables = TokenTables(self.tokenizer, width)
-            processors.append(self._tables.constraint(decoding, budget))
-        return processors, probe
+        """One sequence's logits processors (penalties, then what `decoding` asks for) and its
+        logprob probe; see DecodingSupport.processors."""
+        return self._support.processors(_logits_processors(opts), decoding, budget)
 
     def generate(self, ids: list[int], opts: Options, *, max_tokens: int, max_kv_size: int | None,
                  cancelled: Callable[[], bool], decoding: Decoding | None = None) -> Iterator[TokenStep]:

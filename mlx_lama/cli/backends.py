@@ -35,6 +35,15 @@ BACKENDS: tuple[dict[str, Any], ...] = (
                      "decoder embedding models (Qwen3-Embedding: last-token pooling) on mlx-lm's models"),
     },
     {
+        "name": "mlx-vlm",
+        "kind": "in-process",
+        "description": "mlx-vlm for vision models (optional: pip install 'mlx-lama[vision]')",
+        "module": "mlx_vlm",
+        "executable": None,
+        "features": ("images on /api/generate and /api/chat for models with a vision tower",
+                     "without it, vision models answer text through mlx-lm where it knows them"),
+    },
+    {
         "name": "vllm-mlx",
         "kind": "subprocess",
         "description": "a vllm-mlx server driven as a supervised subprocess, in its own environment",

@@ -127,8 +127,10 @@ class PromptSpec:
     template: str = ""  # Go (Ollama) or Jinja template overriding the model's
     messages: list[dict[str, Any]] = field(default_factory=list)
     tools: list[dict[str, Any]] | None = None
-    think: bool | None = None
+    think: bool | str | None = None  # None = not asked; a level ("low", "high", ...) also means on
+    strip_past_thinking: bool = False  # drop `<think>` text from assistant turns before the last user
     context: list[int] | None = None  # /api/generate's deprecated `context`
+    images: list[bytes] = field(default_factory=list)  # generate's images (chat: each message's "images")
     truncate: bool = True
     shift: bool = True
 
@@ -171,11 +173,24 @@ class GenJob:
 
 
 @dataclass
+class ParsedToolCall:
+    """A tool call taken out of the model's output: `index` counts the calls of one answer."""
+
+    index: int
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass
 class Step:
-    """A piece of a generation stream; the last one has `done` and the metrics."""
+    """A piece of a generation stream; the last one has `done` and the metrics.
+
+    A step carrying `tool_calls` carries no text: clients get calls in chunks of their own.
+    """
 
     text: str = ""
     thinking: str = ""
+    tool_calls: list[ParsedToolCall] | None = None
     done: bool = False
     done_reason: str = ""
     prompt_eval_count: int = 0

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any, cast
 
 from mlx_lama.api.errors import ApiError, BadRequest
-from mlx_lama.backends.base import (Backend, Batch, Cancelled, EmbeddingModel, InputTooLong,
-                                    LoadedModel)
+from mlx_lama.backends.base import Backend, Batch, Cancelled, EmbeddingModel, InputTooLong, LoadedModel
 from mlx_lama.engine import prompt as prompting
+from mlx_lama.engine import toolcalls
 from mlx_lama.engine.batching import BatchLoop
 from mlx_lama.engine.params import EmbedJob, EmbedResult, GenJob, Step
 from mlx_lama.engine.sequence import Emit, Plan, SeqStream
@@ -232,7 +232,12 @@ class Runner:
         if limit is not None and limit <= 0:
             emit(Step(done=True, done_reason="length", prompt_eval_count=len(ids)))
             return None
-        return Plan(job, prompt, limit, shift_window)
+        syntaxes: tuple[toolcalls.ToolSyntax, ...] = ()
+        if job.spec.tools:
+            template = job.spec.template or job.prompting.template
+            syntaxes = toolcalls.syntaxes_for(model, template,
+                                              go=bool(template) and not prompting.is_jinja(template))
+        return Plan(job, prompt, limit, shift_window, syntaxes)
 
     def _run(self, job: GenJob, emit: Emit, cancel: threading.Event) -> None:
         """Serve one job alone with `stream_generate` (models that cannot batch)."""
@@ -253,10 +258,12 @@ class Runner:
         if resume is not None and limit is not None:
             limit -= len(resume)
         self.prompt_tokens_evaluated += len(ids)
+        # Only a prompt with images carries media, and only vision models (never batched) take it.
+        media = {"media": plan.prompt.media} if plan.prompt.media is not None else {}
         for step in model.generate(ids, plan.job.options,
                                    max_tokens=-1 if limit is None else limit,
                                    max_kv_size=plan.shift_window, cancelled=seq.cancel.is_set,
-                                   decoding=plan.decoding):
+                                   decoding=plan.decoding, **media):
             if seq.feed(step.token, step.text, step.finish_reason, step.logprob):
                 break
         seq.finish()

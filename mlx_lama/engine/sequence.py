@@ -1,8 +1,9 @@
 """One generation's stream state, shared by the batched and the serial paths.
 
 Tokens arrive with their text; stop strings are matched on that text with hold-back (so a stop
-string never reaches the client), thinking is split from content, and the final step carries
-Ollama's metrics. Where the tokens come from (a batch step or `stream_generate`) does not matter.
+string never reaches the client), thinking is split from content, tool calls are taken out of the
+content (engine/toolcalls.py says why here), and the final step carries Ollama's metrics. Where
+the tokens come from (a batch step or `stream_generate`) does not matter.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlx_lama.engine.params import Decoding, GenJob, Step, TokenLogprob
+from mlx_lama.engine.params import Decoding, GenJob, ParsedToolCall, Step, TokenLogprob
 from mlx_lama.engine.prompt import Prompt
 from mlx_lama.engine.stops import StopMatcher
 from mlx_lama.engine.thinking import ThinkSplitter
+from mlx_lama.engine.toolcalls import ToolCallSplitter, ToolSyntax
 from mlx_lama.vocab import THINK_OPEN
 
 Emit = Callable[[Any], None]
@@ -32,6 +34,7 @@ class Plan:
     prompt: Prompt
     limit: int | None  # tokens to generate at most; None = until EOS (context shift allowed)
     shift_window: int | None  # num_ctx when the KV cache may have to rotate (context shift)
+    tool_syntaxes: tuple[ToolSyntax, ...] = ()  # how the model writes tool calls (tools offered)
 
     @property
     def ids(self) -> list[int]:
@@ -67,13 +70,29 @@ class SeqStream:
         job = self.plan.job
         self.stops = StopMatcher(job.options.stop)
         self.splitter = ThinkSplitter(started=self.plan._opens_thinking()) if job.split_thinking else None
+        # As Ollama, calls are looked for only when the request offers tools.
+        self.tools = ToolCallSplitter(self.plan.tool_syntaxes, job.spec.tools) \
+            if job.spec.tools and self.plan.tool_syntaxes else None
         self.logprobs = _LogprobQueue() if job.decoding.logprobs else None
 
-    def _send(self, text: str) -> None:
+    def _send(self, text: str, *, last: bool = False) -> None:
+        """Pass text through the thinking and tool-call splits (`last`: release what they hold)."""
         thinking, content = self.splitter.feed(text) if self.splitter else ("", text)
+        if last and self.splitter:
+            rest = self.splitter.flush()
+            thinking, content = thinking + rest[0], content + rest[1]
+        calls: list[ParsedToolCall] = []
+        if self.tools:
+            content, calls = self.tools.feed(content)
+            if last:
+                rest_content, rest_calls = self.tools.flush()
+                content, calls = content + rest_content, calls + rest_calls
+        # Logprobs go out with their tokens' text, or alone while the splits hold that text back.
         logprobs = self.logprobs.ready() if self.logprobs else None
         if thinking or content or logprobs:
             self.emit(Step(text=content, thinking=thinking, logprobs=logprobs))
+        if calls:  # calls come in a chunk of their own, with no text (Ollama's stream)
+            self.emit(Step(tool_calls=calls))
 
     def feed(self, token: int, text: str, finish_reason: str | None,
              logprob: TokenLogprob | None = None) -> bool:
@@ -92,13 +111,10 @@ class SeqStream:
 
     def finish(self) -> None:
         """Release held text and send the final step with the metrics (unless cancelled)."""
-        if not self.ended:
-            held = self.stops.flush()
-            if self.logprobs:
-                self.logprobs.fed(None, 0, len(held), cut=False)
-            self._send(held)
-        if self.splitter and any(rest := self.splitter.flush()):
-            self.emit(Step(thinking=rest[0], text=rest[1]))
+        held = "" if self.ended else self.stops.flush()
+        if self.logprobs and not self.ended:
+            self.logprobs.fed(None, 0, len(held), cut=False)
+        self._send(held, last=True)
         if self.cancel.is_set():
             return
         end = time.perf_counter_ns()
@@ -117,10 +133,10 @@ class SeqStream:
 class _LogprobQueue:
     """Keeps each token's logprob until the stop-string matcher releases that token's text.
 
-    Every generated token but EOS gets exactly one entry, in order, on the step that carries its
-    text (a token whose text is still held back, as a possible stop string or partial UTF-8,
-    waits for it). Tokens whose text lies wholly inside a stop string are dropped with it, as
-    Ollama drops them.
+    Every generated token but EOS gets exactly one entry, in order, on the step that sends the
+    last of its text (a token whose text is held back as a possible stop string waits for it; one
+    with no text yet, the first bytes of a character, goes at once). Tokens whose text lies wholly
+    inside a stop string are dropped with it, as Ollama drops them.
     """
 
     def __init__(self) -> None:

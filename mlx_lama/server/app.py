@@ -123,12 +123,14 @@ class _Server(uvicorn.Server):
 
 
 def build(config: Config) -> tuple[Starlette, Scheduler]:
-    """The production app: the store under OLLAMA_MODELS, the mlx-lm and embedding backends."""
+    """The production app: the store under OLLAMA_MODELS, the mlx-lm, embedding and vision backends."""
     from mlx_lama.backends.embed import EmbedBackend
     from mlx_lama.backends.mlx_lm import MlxLmBackend
+    from mlx_lama.backends.mlx_vlm import MlxVlmBackend
 
     store = Store(config.models_dir)
-    scheduler = Scheduler(config, {"mlx-lm": MlxLmBackend(), "mlx-embeddings": EmbedBackend()})
+    scheduler = Scheduler(config, {"mlx-lm": MlxLmBackend(), "mlx-embeddings": EmbedBackend(),
+                                   "mlx-vlm": MlxVlmBackend()})
     return create_app(config, store, scheduler), scheduler
 
 

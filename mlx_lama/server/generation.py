@@ -9,6 +9,8 @@ second code path); the OpenAI and Anthropic routes translate the same chunks.
 from __future__ import annotations
 
 import json
+import secrets
+import string
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -26,10 +28,21 @@ from mlx_lama.api.types import (
     Logprob,
     Message,
     TokenLogprob,
+    ToolCall,
+    ToolCallFunction,
     now_utc,
 )
 from mlx_lama.engine import params
-from mlx_lama.engine.params import Decoding, GenJob, ModelPrompting, Options, PromptSpec, Step, parse_options
+from mlx_lama.engine.params import (
+    Decoding,
+    GenJob,
+    ModelPrompting,
+    Options,
+    ParsedToolCall,
+    PromptSpec,
+    Step,
+    parse_options,
+)
 from mlx_lama.server import common
 from mlx_lama.server.streams import json_response, ndjson, unless_disconnected
 from mlx_lama.store.store import ModelEntry
@@ -88,15 +101,33 @@ def _joined_logprobs(logprobs: list[list[Logprob] | None]) -> list[Logprob] | No
     return [lp for chunk in logprobs for lp in chunk or []] or None
 
 
-def _think(entry: ModelEntry, value: Any, requested_name: str) -> bool | None:
-    """Ollama's thinking rules: on by default for thinking models, an error on others."""
+def _think(entry: ModelEntry, value: Any, requested_name: str) -> bool | str | None:
+    """Ollama's thinking rules: on by default for thinking models (a level is kept: templates
+    read it), an error when asked of others (`false` is accepted everywhere)."""
     think = common.think_value(value)
     thinks = "thinking" in entry.config.get("capabilities", [])
     if think not in (None, False) and not thinks:
         raise errors.BadRequest(f'"{requested_name}" does not support thinking')
-    if not thinks:
+    if think is None and thinks:
+        return True
+    return think
+
+
+def _strips_past_thinking(entry: ModelEntry) -> bool:
+    """Ollama drops old reasoning from the history of qwen3-family and deepseek-r1 models."""
+    return entry.config.get("model_family") == "qwen3" or entry.name.model.lower() == "deepseek-r1"
+
+
+_ID_CHARS = string.ascii_lowercase + string.digits
+
+
+def _tool_calls(calls: list[ParsedToolCall] | None) -> list[ToolCall] | None:
+    """Wire tool calls, each with a fresh id `call_` + 8 lowercase alphanumerics (as Ollama's)."""
+    if not calls:
         return None
-    return think is not False
+    return [ToolCall(id="call_" + "".join(secrets.choice(_ID_CHARS) for _ in range(8)),
+                     function=ToolCallFunction(index=c.index, name=c.name, arguments=c.arguments))
+            for c in calls]
 
 
 def _prepare(request: Request, entry: ModelEntry, options: dict[str, Any] | None,
@@ -191,7 +222,7 @@ async def generate_reply(request: Request, req: GenerateRequest) -> Reply[Genera
     if req.raw and (req.template or req.system or req.context):
         raise errors.BadRequest("raw mode does not support template, system, or context")
     _check_top_logprobs(req.top_logprobs)
-    common.check_images(req.images)
+    images = common.check_images(req.images)
     svc = common.services(request)
     entry = common.find_model(svc.store, req.model)
     common.require_completion(entry, req.model, "generate")
@@ -207,7 +238,7 @@ async def generate_reply(request: Request, req: GenerateRequest) -> Reply[Genera
     decoding = _decoding(req.format, req.logprobs, req.top_logprobs)
     spec = PromptSpec("generate", prompt=req.prompt, system=req.system, suffix=req.suffix,
                       raw=req.raw, template=req.template, think=think, context=req.context,
-                      truncate=req.truncate is not False, shift=req.shift is not False)
+                      images=images, truncate=req.truncate is not False, shift=req.shift is not False)
     call = _prepare(request, entry, req.options, spec, keep, want_context=not req.raw,
                     render_only=req.debug_render_only, split_thinking=bool(think), decoding=decoding)
 
@@ -237,18 +268,32 @@ async def generate(request: Request) -> Response:
     return await _serve(request, await generate_reply(request, req), req.stream, fold_generate)
 
 
-def _message_dict(m: Message) -> dict[str, Any]:
-    """A message as chat templates expect it."""
-    out: dict[str, Any] = {"role": m.role, "content": m.content}
-    if m.thinking:
-        out["reasoning_content"] = m.thinking
-    if m.tool_calls:
-        out["tool_calls"] = [{"type": "function", "id": c.id or None, "function": {
-            "name": c.function.name, "arguments": c.function.arguments}} for c in m.tool_calls]
-    if m.tool_name:
-        out["name"] = out["tool_name"] = m.tool_name
-    if m.tool_call_id:
-        out["tool_call_id"] = m.tool_call_id
+def _message_dicts(messages: list[Message], images: list[list[bytes]]) -> list[dict[str, Any]]:
+    """Messages as chat templates expect them (Jinja and Go alike), each with its images as bytes
+    (placed by a vision backend).
+
+    A tool result names its tool by `tool_name` or by `tool_call_id`; an id alone is resolved
+    to the name of the earlier call it answers, since templates print the name.
+    """
+    names: dict[str, str] = {}
+    out = []
+    for m, pictures in zip(messages, images, strict=True):
+        d: dict[str, Any] = {"role": m.role, "content": m.content}
+        if pictures:
+            d["images"] = pictures
+        if m.thinking:
+            d["reasoning_content"] = d["thinking"] = m.thinking
+        if m.tool_calls:
+            d["tool_calls"] = [{"type": "function", "id": c.id or None, "function": {
+                "index": c.function.index, "name": c.function.name,
+                "arguments": c.function.arguments}} for c in m.tool_calls]
+            names.update((c.id, c.function.name) for c in m.tool_calls if c.id)
+        tool_name = m.tool_name or names.get(m.tool_call_id, "")
+        if tool_name:
+            d["name"] = d["tool_name"] = tool_name
+        if m.tool_call_id:
+            d["tool_call_id"] = m.tool_call_id
+        out.append(d)
     return out
 
 
@@ -259,13 +304,12 @@ async def chat_reply(request: Request, req: ChatRequest) -> Reply[ChatResponse]:
     keep = common.keep_alive(req.keep_alive)
     _check_top_logprobs(req.top_logprobs)
     messages = req.messages or []
-    for m in messages:
-        common.check_images(m.images)
+    images = [common.check_images(m.images) for m in messages]
     svc = common.services(request)
     entry = common.find_model(svc.store, req.model)
     common.require_completion(entry, req.model, "chat")
     think = _think(entry, req.think, req.model)
-    if any(m.images for m in messages):
+    if any(images):
         common.require_vision(entry)
     if req.tools:
         common.require(entry, "tools")
@@ -276,14 +320,16 @@ async def chat_reply(request: Request, req: ChatRequest) -> Reply[ChatResponse]:
 
     decoding = _decoding(req.format, req.logprobs, req.top_logprobs)
     tools = [{"type": t.type, "function": t.function} for t in req.tools] if req.tools else None
-    spec = PromptSpec("chat", messages=[_message_dict(m) for m in messages], tools=tools,
-                      think=think, truncate=req.truncate is not False, shift=req.shift is not False)
+    spec = PromptSpec("chat", messages=_message_dicts(messages, images), tools=tools, think=think,
+                      strip_past_thinking=_strips_past_thinking(entry),
+                      truncate=req.truncate is not False, shift=req.shift is not False)
     call = _prepare(request, entry, req.options, spec, keep, render_only=req.debug_render_only,
                     split_thinking=bool(think), decoding=decoding)
 
     def chunk(step: Step) -> ChatResponse:
         out = ChatResponse(model=req.model, created_at=now_utc(),
-                           message=Message(role="assistant", content=step.text, thinking=step.thinking),
+                           message=Message(role="assistant", content=step.text, thinking=step.thinking,
+                                           tool_calls=_tool_calls(step.tool_calls)),
                            done=step.done, done_reason=step.done_reason,
                            logprobs=_wire_logprobs(step.logprobs))
         if step.rendered is not None:
@@ -294,10 +340,11 @@ async def chat_reply(request: Request, req: ChatRequest) -> Reply[ChatResponse]:
 
 
 def fold_chat(chunks: list[ChatResponse]) -> ChatResponse:
-    """A chat stream as one object: the final chunk with the whole message."""
+    """A chat stream as one object: the final chunk with the whole message and every tool call."""
     final = chunks[-1]
     final.message.content = "".join(c.message.content for c in chunks)
     final.message.thinking = "".join(c.message.thinking for c in chunks)
+    final.message.tool_calls = [t for c in chunks for t in c.message.tool_calls or []] or None
     final.logprobs = _joined_logprobs([c.logprobs for c in chunks])
     return final
 

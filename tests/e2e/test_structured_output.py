@@ -159,6 +159,24 @@ def test_think_false_is_constrained_from_the_first_token(server: LiveServer) -> 
         valid(a["text"], schema)
 
 
+def test_the_constraint_waits_for_the_model_to_close_its_think_block(server: LiveServer) -> None:
+    """The scripted thinker always opens `<think>`, writes its reasoning and closes it: all of that
+    comes through as thinking, untouched, and only the answer after it is constrained."""
+    from tests.support.scripted_model import THINKING
+
+    schema = SCHEMAS["bounded-numbers"]
+    for stream in (False, True):
+        a = asyncio.run(_ask_once(server, "/api/chat", body(
+            "/api/chat", server.models["thinker"], schema, 1, stream=stream, think=True)))
+        assert a["thinking"].strip() == THINKING
+        valid(a["text"], schema)
+    # think=false: the prompt carries an empty think block and the answer is JSON from its start.
+    a = asyncio.run(_ask_once(server, "/api/chat", body("/api/chat", server.models["thinker"], schema, 1,
+                                                         stream=False, think=False)))
+    assert a["thinking"] == ""
+    valid(a["text"], schema)
+
+
 def test_a_thinking_model_with_thinking_on_still_answers_valid_json(server: LiveServer) -> None:
     schema = SCHEMAS["booleans-and-null"]
     for seed in range(4):

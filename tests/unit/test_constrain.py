@@ -171,7 +171,7 @@ def test_schemas_llguidance_cannot_compile_are_a_400(qwen3: Any, fmt: Any, messa
 def test_compiled_grammars_are_cached_per_model(qwen3: Any) -> None:
     def run() -> bool:
         constraint(qwen3, PERSON, 50)
-        tables = qwen3._tables
+        tables = qwen3._support.tables()
         return tables.grammar(dict(reversed(PERSON.items()))) is tables.grammar(PERSON)
 
     assert run_isolated(run)
