@@ -47,9 +47,11 @@ class Plan:
         decoding = self.job.decoding
         if decoding.format is None or not self.job.split_thinking:
             return decoding
-        return dataclasses.replace(decoding, thinking="open" if self._opens_thinking() else "maybe")
+        return dataclasses.replace(decoding, thinking="open" if self.opens_thinking else "maybe")
 
-    def _opens_thinking(self) -> bool:
+    @property
+    def opens_thinking(self) -> bool:
+        """Whether the prompt itself opens the think block (some templates end with `<think>`)."""
         return self.prompt.text.rstrip().endswith(THINK_OPEN)
 
 
@@ -69,7 +71,7 @@ class SeqStream:
     def __post_init__(self) -> None:
         job = self.plan.job
         self.stops = StopMatcher(job.options.stop)
-        self.splitter = ThinkSplitter(started=self.plan._opens_thinking()) if job.split_thinking else None
+        self.splitter = ThinkSplitter(started=self.plan.opens_thinking) if job.split_thinking else None
         # As Ollama, calls are looked for only when the request offers tools.
         self.tools = ToolCallSplitter(self.plan.tool_syntaxes, job.spec.tools) \
             if job.spec.tools and self.plan.tool_syntaxes else None
