@@ -164,6 +164,10 @@ def test_run_format_json_prints_json(server: LiveServer) -> None:
     r = cli(server, "run", "tiny-short", "hi", "--format", "json")
     assert r.returncode == 0, r.stderr
     assert isinstance(json.loads(r.stdout), dict)  # num_predict 8: the constraint closes it in time
+    schema = '{"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}'
+    r = cli(server, "run", "tiny-short", "hi", "--format", schema)  # raw JSON, as Ollama's CLI sends it
+    assert r.returncode == 0, r.stderr
+    assert isinstance(json.loads(r.stdout)["ok"], bool)
 
 
 def test_ps_and_stop(server: LiveServer) -> None:
