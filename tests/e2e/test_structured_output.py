@@ -84,6 +84,12 @@ async def ask(client: httpx.AsyncClient, url: str, path: str, payload: dict[str,
     return {**final, "text": text, "thinking": thinking, "chunks": len(chunks)}
 
 
+async def _ask_once(server: LiveServer, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """`ask` with a client of its own."""
+    async with httpx.AsyncClient(timeout=120) as client:
+        return await ask(client, server.url, path, payload)
+
+
 def valid(text: str, schema: dict[str, Any]) -> Any:
     """The parsed answer, checked against `schema`."""
     value = json.loads(text)
@@ -182,11 +188,6 @@ def test_a_thinking_model_with_thinking_on_still_answers_valid_json(server: Live
     for seed in range(4):
         a = asyncio.run(_ask_once(server, "/api/chat", body("/api/chat", QWEN3, schema, seed, stream=False)))
         valid(a["text"], schema)
-
-
-async def _ask_once(server: LiveServer, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-    async with httpx.AsyncClient(timeout=120) as client:
-        return await ask(client, server.url, path, payload)
 
 
 def test_a_tight_num_predict_is_honoured_and_the_json_still_closes(server: LiveServer) -> None:
