@@ -267,7 +267,8 @@ def test_format_and_logprobs_with_an_image(server: LiveServer) -> None:
     for stream in (False, True):
         r = post(server, "/api/generate", {
             "model": VLM, "prompt": "Describe it.", "images": [SQUARE], "stream": stream, "format": schema,
-            "logprobs": True, "top_logprobs": 2, "options": {"temperature": 1.0, "seed": 5, "num_predict": 48}})
+            "logprobs": True, "top_logprobs": 2,
+            "options": {"temperature": 1.0, "seed": 5, "num_predict": 48}})
         assert r.status_code == 200, r.text
         chunks = lines(r) if stream else [r.json()]
         answer = "".join(c["response"] for c in chunks)
