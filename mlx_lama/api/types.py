@@ -84,6 +84,26 @@ class ModelDetails:
     quantization_level: str = wire(default="")
 
 
+@dataclass
+class TokenLogprob:
+    """A token and its log-probability (`api.TokenLogprob`); `bytes` are the token's raw bytes."""
+
+    token: str = wire(default="")
+    logprob: float = wire(default=0.0)
+    bytes: list[int] | None = wire(omit=True)
+
+
+@dataclass
+class Logprob:
+    """A generated token's log-probability and, if asked, its most likely alternatives
+    (`api.Logprob`, which embeds TokenLogprob: the fields are flat on the wire)."""
+
+    token: str = wire(default="")
+    logprob: float = wire(default=0.0)
+    bytes: list[int] | None = wire(omit=True)
+    top_logprobs: list[TokenLogprob] | None = wire(omit=True)
+
+
 # ---------------------------------------------------------------- generation
 
 
@@ -156,6 +176,7 @@ class GenerateResponse:
     eval_count: int = wire(omit=True, default=0)
     eval_duration: int = wire(omit=True, default=0)
     debug_info: dict[str, Any] | None = wire(omit=True, name="_debug_info")
+    logprobs: list[Logprob] | None = wire(omit=True)
 
 
 @dataclass
@@ -174,6 +195,7 @@ class ChatResponse:
     eval_count: int = wire(omit=True, default=0)
     eval_duration: int = wire(omit=True, default=0)
     debug_info: dict[str, Any] | None = wire(omit=True, name="_debug_info")
+    logprobs: list[Logprob] | None = wire(omit=True)
 
 
 # ---------------------------------------------------------------- embeddings
