@@ -61,25 +61,6 @@ class Message:
 
 
 @dataclass
-class TokenLogprob:
-    """The log probability of one token (a generated one, or an alternative to it)."""
-
-    token: str = wire(default="")
-    logprob: float = wire(default=0.0)
-    bytes: list[int] | None = wire(omit=True)
-
-
-@dataclass
-class Logprob:
-    """A generated token's log probability and, when asked for, the likeliest alternatives."""
-
-    token: str = wire(default="")
-    logprob: float = wire(default=0.0)
-    bytes: list[int] | None = wire(omit=True)
-    top_logprobs: list[TokenLogprob] | None = wire(omit=True)
-
-
-@dataclass
 class Metrics:
     """Timing and token counts of the final chunk; durations in integer nanoseconds."""
 
@@ -101,6 +82,26 @@ class ModelDetails:
     families: list[str] | None = wire()
     parameter_size: str = wire(default="")
     quantization_level: str = wire(default="")
+
+
+@dataclass
+class TokenLogprob:
+    """A token and its log-probability (`api.TokenLogprob`); `bytes` are the token's raw bytes."""
+
+    token: str = wire(default="")
+    logprob: float = wire(default=0.0)
+    bytes: list[int] | None = wire(omit=True)
+
+
+@dataclass
+class Logprob:
+    """A generated token's log-probability and, if asked, its most likely alternatives
+    (`api.Logprob`, which embeds TokenLogprob: the fields are flat on the wire)."""
+
+    token: str = wire(default="")
+    logprob: float = wire(default=0.0)
+    bytes: list[int] | None = wire(omit=True)
+    top_logprobs: list[TokenLogprob] | None = wire(omit=True)
 
 
 # ---------------------------------------------------------------- generation

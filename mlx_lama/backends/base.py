@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from mlx_lama.engine.params import GenJob, Options
+from mlx_lama.engine.params import Decoding, GenJob, Options, TokenLogprob
 from mlx_lama.engine.toolcalls import ToolSyntax
 
 
@@ -48,6 +48,7 @@ class TokenStep:
     token: int
     text: str
     finish_reason: str | None = None  # "stop" (end of sequence) | "length" | None
+    logprob: TokenLogprob | None = None  # when asked for; never for the end-of-sequence token
 
 
 @dataclass
@@ -58,6 +59,7 @@ class BatchToken:
     token: int
     text: str
     finish_reason: str | None = None  # "stop" (end of sequence) | "length" | None
+    logprob: TokenLogprob | None = None  # when asked for; never for the end-of-sequence token
 
 
 class Batch(Protocol):
@@ -71,8 +73,11 @@ class Batch(Protocol):
     def cache_entries(self) -> int:
         """Prompt caches held for reuse."""
 
-    def insert(self, ids: list[int], opts: Options, max_tokens: int) -> tuple[int, int]:
-        """Add a sequence; returns its uid and how many prompt tokens will really be evaluated."""
+    def insert(self, ids: list[int], opts: Options, max_tokens: int,
+               decoding: Decoding | None = None) -> tuple[int, int]:
+        """Add a sequence; returns its uid and how many prompt tokens will really be evaluated.
+
+        Raises BadRequest for a `decoding.format` the constraint library cannot compile."""
 
     def step(self) -> list[BatchToken]:
         """Advance every sequence by one step (a prefill chunk or one token)."""
@@ -138,8 +143,11 @@ class LoadedModel(PromptModel, Protocol):
     """A model in memory, driven from its runner thread."""
 
     def generate(self, ids: list[int], opts: Options, *, max_tokens: int, max_kv_size: int | None,
-                 cancelled: Callable[[], bool]) -> Iterator[TokenStep]:
-        """Generate from prompt ids; stops early (raising Cancelled or returning) once cancelled()."""
+                 cancelled: Callable[[], bool], decoding: Decoding | None = None) -> Iterator[TokenStep]:
+        """Generate from prompt ids; stops early (raising Cancelled or returning) once cancelled().
+
+        A `decoding.format` needs a token limit (`max_tokens` >= 0): the constraint closes the
+        JSON within it."""
 
     def batch(self, *, max_sequences: int, cache_bytes: int) -> Batch | None:
         """A continuous batch over this model, or None if it can only serve one request at a time."""
@@ -160,7 +168,8 @@ class VisionModel(LoadedModel, Protocol):
         Raises BadInput for bytes that are no picture, Unavailable when it cannot see at all."""
 
     def generate(self, ids: list[int], opts: Options, *, max_tokens: int, max_kv_size: int | None,
-                 cancelled: Callable[[], bool], media: Any = None) -> Iterator[TokenStep]:
+                 cancelled: Callable[[], bool], media: Any = None,
+                 decoding: Decoding | None = None) -> Iterator[TokenStep]:
         """As LoadedModel.generate, with `media` from `prepare_images` when the prompt has images."""
 
 

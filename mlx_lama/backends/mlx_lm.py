@@ -12,9 +12,11 @@ from typing import Any
 
 from mlx_lama.backends import catalog
 from mlx_lama.backends.base import Availability, Cancelled, TokenStep
+from mlx_lama.backends.decoding import DecodingSupport
+from mlx_lama.backends.logprobs import LogprobProbe
 from mlx_lama.backends.mlx_batch import MlxBatch
 from mlx_lama.backends.threads import clear_thread_streams, release_model_memory, weight_bytes
-from mlx_lama.engine.params import Options
+from mlx_lama.engine.params import Decoding, Options
 from mlx_lama.engine.toolcalls import ToolSyntax
 
 
@@ -188,15 +190,23 @@ class MlxPrompter:
         return mlx_tool_syntax(self.tokenizer, family)
 
 
+
 class MlxLmModel(MlxPrompter):
     """An mlx-lm model and its tokenizer."""
 
     def __init__(self, model: Any, tokenizer: Any) -> None:
         super().__init__(tokenizer)
         self.model = model
+        self._support = DecodingSupport(tokenizer._tokenizer, tokenizer.eos_token_ids)
+
+    def processors(self, opts: Options, decoding: Decoding | None,
+                   budget: int) -> tuple[list[Callable[[Any, Any], Any]], LogprobProbe | None]:
+        """One sequence's logits processors (penalties, then what `decoding` asks for) and its
+        logprob probe; see DecodingSupport.processors."""
+        return self._support.processors(_logits_processors(opts), decoding, budget)
 
     def generate(self, ids: list[int], opts: Options, *, max_tokens: int, max_kv_size: int | None,
-                 cancelled: Callable[[], bool]) -> Iterator[TokenStep]:
+                 cancelled: Callable[[], bool], decoding: Decoding | None = None) -> Iterator[TokenStep]:
         """Stream tokens with `mlx_lm.stream_generate`; cancellation also interrupts the prefill."""
         import mlx.core as mx
         from mlx_lm import stream_generate
@@ -214,14 +224,18 @@ class MlxLmModel(MlxPrompter):
             for layer in cache:
                 if isinstance(layer, RotatingKVCache):
                     layer.keep = min(opts.num_keep, max_kv_size - 1)
+        processors, probe = self.processors(opts, decoding, max_tokens)
         stream = stream_generate(
             self.model, self.tokenizer, mx.array(ids), max_tokens=max_tokens,
-            sampler=_sampler(opts), logits_processors=_logits_processors(opts),
+            sampler=_sampler(opts), logits_processors=processors,
             prompt_cache=cache, prefill_step_size=max(1, opts.num_batch),
             prompt_progress_callback=on_prefill)
         try:
             for r in stream:
-                yield TokenStep(int(r.token), r.text, r.finish_reason)
+                token = int(r.token)
+                # "stop" means the end-of-sequence token, which gets no logprob (as in Ollama).
+                logprob = probe.take(token, report=r.finish_reason != "stop") if probe else None
+                yield TokenStep(token, r.text, r.finish_reason, logprob)
                 if cancelled():
                     return
         finally:
@@ -234,7 +248,7 @@ class MlxLmModel(MlxPrompter):
 
         if not all(hasattr(c, "merge") for c in make_prompt_cache(self.model)):
             return None
-        return MlxBatch(self.model, self.tokenizer, max_sequences=max_sequences,
+        return MlxBatch(self.model, self.tokenizer, self.processors, max_sequences=max_sequences,
                         cache_bytes=cache_bytes)
 
     def memory_bytes(self) -> int:

@@ -22,9 +22,10 @@ from typing import Any
 
 from mlx_lama.backends import catalog
 from mlx_lama.backends.base import Availability, BadInput, TokenStep, Unavailable
+from mlx_lama.backends.decoding import DecodingSupport
 from mlx_lama.backends.mlx_lm import MlxLmBackend, MlxLmModel, _logits_processors, _sampler, mlx_tool_syntax
 from mlx_lama.backends.threads import clear_thread_streams, release_model_memory, weight_bytes
-from mlx_lama.engine.params import Options
+from mlx_lama.engine.params import Decoding, Options
 from mlx_lama.engine.toolcalls import ToolSyntax
 
 log = logging.getLogger("mlx_lama.vision")
@@ -129,6 +130,7 @@ class MlxVlmModel:
         eos = getattr(model.config, "eos_token_id", None)
         eos = eos if isinstance(eos, list) else [eos]
         self._eos = {int(t) for t in [*eos, self.tokenizer.eos_token_id] if t is not None}
+        self._support = DecodingSupport(self.tokenizer, self._eos)  # `format` and `logprobs`
 
     def encode(self, text: str, *, special: bool) -> list[int]:
         """Token ids of `text`."""
@@ -188,7 +190,8 @@ class MlxVlmModel:
         return ids, inputs
 
     def generate(self, ids: list[int], opts: Options, *, max_tokens: int, max_kv_size: int | None,
-                 cancelled: Callable[[], bool], media: Any = None) -> Iterator[TokenStep]:
+                 cancelled: Callable[[], bool], media: Any = None,
+                 decoding: Decoding | None = None) -> Iterator[TokenStep]:
         """Stream tokens with mlx-vlm's `generate_step`; `media` is what `prepare_images` returned.
 
         Cancellation is checked after every token (mlx-vlm's prefill has no progress hook).
@@ -206,22 +209,26 @@ class MlxVlmModel:
                 if hasattr(layer, "keep"):
                     layer.keep = min(opts.num_keep, max_kv_size - 1)
         detokenizer = make_streaming_detokenizer(self.processor)
+        # mlx-vlm calls logits processors as mlx-lm does: the same ones serve `format`/`logprobs`.
+        processors, probe = self._support.processors(_logits_processors(opts), decoding, max_tokens)
         steps = generate_step(mx.array([ids]), self.model, pixels, mask, max_tokens=max_tokens,
-                              sampler=_sampler(opts), logits_processors=_logits_processors(opts),
+                              sampler=_sampler(opts), logits_processors=processors,
                               prompt_cache=cache, prefill_step_size=max(1, opts.num_batch), **extra)
         try:
             for n, (item, _) in enumerate(steps):
                 token = int(item)
-                if token in self._eos:
+                eos = token in self._eos
+                logprob = probe.take(token, report=not eos) if probe else None
+                if eos:
                     detokenizer.finalize()
                     yield TokenStep(token, detokenizer.last_segment, "stop")
                     return
                 detokenizer.add_token(token)
                 if n + 1 == max_tokens:
                     detokenizer.finalize()
-                    yield TokenStep(token, detokenizer.last_segment, "length")
+                    yield TokenStep(token, detokenizer.last_segment, "length", logprob)
                     return
-                yield TokenStep(token, detokenizer.last_segment)
+                yield TokenStep(token, detokenizer.last_segment, None, logprob)
                 if cancelled():
                     return
         finally:

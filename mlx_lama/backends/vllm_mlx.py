@@ -218,9 +218,9 @@ class VllmMlxModel:
     def check(self, job: GenJob) -> None:
         """Refuse what vllm-mlx cannot honour, naming every such option."""
         refused = refusals(job.options)
-        # Its /v1/completions has no structured output and no logprobs: a job asking for them
-        # (fields of GenJob where this build supports them) is refused too.
-        refused += [f for f in ("format", "logprobs", "top_logprobs") if getattr(job, f, None)]
+        # Its /v1/completions has no structured output and no logprobs: a job asking for them is
+        # refused too.
+        refused += [f for f in ("format", "logprobs", "top_logprobs") if getattr(job.decoding, f)]
         if refused:
             raise BadRequest(f"the vllm-mlx backend cannot honour these options: {', '.join(refused)}")
 

@@ -114,7 +114,7 @@ def build_parser() -> CliParser:
     p.add_argument("--insecure", action="store_true", help="Use an insecure registry")
     p.add_argument("--nowordwrap", action="store_true",
                    help="Don't wrap words to the next line automatically")
-    p.add_argument("--format", metavar="FORMAT", help="Response format (e.g. json)")
+    p.add_argument("--format", metavar="FORMAT", help="Response format (e.g. json, or a JSON Schema)")
     p.add_argument("--think", metavar="VALUE", nargs="?", const="true",
                    help="Enable thinking mode: --think[=true|false|high|medium|low|max] for supported models")
     p.add_argument("--hidethinking", action="store_true", help="Hide thinking output (if provided)")

@@ -138,6 +138,30 @@ class PromptSpec:
     shift: bool = True
 
 
+@dataclass(frozen=True)
+class Decoding:
+    """What a request asks of decoding besides sampling: a JSON constraint and logprobs."""
+
+    format: str | dict[str, Any] | None = None  # None, "json" (any object) or a JSON Schema
+    logprobs: bool = False
+    top_logprobs: int = 0  # alternatives per token (0..20), only with `logprobs`
+    # Where a thinking model's answer starts, for the constraint (the runner fills it in):
+    # "" at once, "maybe" after a think block the model may open, "open" after the one the prompt
+    # opened. The constraint applies once `</think>` has been generated.
+    thinking: str = ""
+
+
+@dataclass
+class TokenLogprob:
+    """One generated token's log-probability under the model (and, if asked, the most likely
+    alternatives at its position, most likely first)."""
+
+    token: str
+    logprob: float
+    bytes: bytes
+    top: list[TokenLogprob] = field(default_factory=list)
+
+
 @dataclass
 class GenJob:
     """One generation request as the runner sees it."""
@@ -145,6 +169,7 @@ class GenJob:
     spec: PromptSpec
     options: Options
     prompting: ModelPrompting = field(default_factory=ModelPrompting)
+    decoding: Decoding = field(default_factory=Decoding)
     want_context: bool = False  # return prompt+answer ids (generate's `context`)
     render_only: bool = False  # `_debug_render_only`: return the rendered prompt, do not generate
     split_thinking: bool = False  # route `<think>...</think>` to Step.thinking
@@ -177,6 +202,7 @@ class Step:
     eval_duration: int = 0
     context: list[int] | None = None
     rendered: str | None = None  # render-only requests
+    logprobs: list[TokenLogprob] | None = None  # the tokens this step completes, when asked
 
 
 @dataclass

@@ -265,7 +265,8 @@ class Runner:
         media = {"media": plan.prompt.media} if plan.prompt.media is not None else {}
         for step in model.generate(ids, plan.job.options,
                                    max_tokens=-1 if limit is None else limit,
-                                   max_kv_size=plan.shift_window, cancelled=seq.cancel.is_set, **media):
-            if seq.feed(step.token, step.text, step.finish_reason):
+                                   max_kv_size=plan.shift_window, cancelled=seq.cancel.is_set,
+                                   decoding=plan.decoding, **media):
+            if seq.feed(step.token, step.text, step.finish_reason, step.logprob):
                 break
         seq.finish()

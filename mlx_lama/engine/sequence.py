@@ -8,8 +8,10 @@ the tokens come from (a batch step or `stream_generate`) does not matter.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +19,7 @@ from typing import Any
 from mlx_lama.backends.base import PromptModel
 from mlx_lama.engine import prompt as prompting
 from mlx_lama.engine import toolcalls
-from mlx_lama.engine.params import GenJob, ParsedToolCall, Step
+from mlx_lama.engine.params import Decoding, GenJob, ParsedToolCall, Step, TokenLogprob
 from mlx_lama.engine.prompt import Prompt
 from mlx_lama.engine.stops import StopMatcher
 from mlx_lama.engine.thinking import ThinkSplitter
@@ -42,6 +44,19 @@ class Plan:
         """The prompt's token ids."""
         return self.prompt.ids
 
+    @property
+    def decoding(self) -> Decoding:
+        """The job's decoding, told where a thinking model's answer (the constrained part) starts."""
+        decoding = self.job.decoding
+        if decoding.format is None or not self.job.split_thinking:
+            return decoding
+        return dataclasses.replace(decoding, thinking="open" if self.opens_thinking else "maybe")
+
+    @property
+    def opens_thinking(self) -> bool:
+        """Whether the prompt itself opens the think block (some templates end with `<think>`)."""
+        return self.prompt.text.rstrip().endswith(THINK_OPEN)
+
 
 def plan_job(job: GenJob, model: PromptModel, emit: Emit, *, can_shift: bool = True) -> Plan | None:
     """Render the prompt and settle the token limit; answers at once (returning None) for
@@ -55,7 +70,8 @@ def plan_job(job: GenJob, model: PromptModel, emit: Emit, *, can_shift: bool = T
     ids = prompt.ids
     room = opts.num_ctx - len(ids)
     limit = opts.num_predict if opts.num_predict >= 0 else None
-    shift = job.spec.shift and can_shift
+    # A constrained answer must close its JSON within a known budget: no context shift.
+    shift = job.spec.shift and can_shift and job.decoding.format is None
     if not shift:
         limit = room if limit is None else min(limit, room)
     shift_window = None
@@ -90,11 +106,11 @@ class SeqStream:
     def __post_init__(self) -> None:
         job = self.plan.job
         self.stops = StopMatcher(job.options.stop)
-        self.splitter = ThinkSplitter(started=self.plan.prompt.text.rstrip().endswith(THINK_OPEN)) \
-            if job.split_thinking else None
+        self.splitter = ThinkSplitter(started=self.plan.opens_thinking) if job.split_thinking else None
         # As Ollama, calls are looked for only when the request offers tools.
         self.tools = ToolCallSplitter(self.plan.tool_syntaxes, job.spec.tools) \
             if job.spec.tools and self.plan.tool_syntaxes else None
+        self.logprobs = _LogprobQueue() if job.decoding.logprobs else None
 
     def _send(self, text: str, *, last: bool = False) -> None:
         """Pass text through the thinking and tool-call splits (`last`: release what they hold)."""
@@ -108,12 +124,15 @@ class SeqStream:
             if last:
                 rest_content, rest_calls = self.tools.flush()
                 content, calls = content + rest_content, calls + rest_calls
-        if thinking or content:
-            self.emit(Step(text=content, thinking=thinking))
+        # Logprobs go out with their tokens' text, or alone while the splits hold that text back.
+        logprobs = self.logprobs.ready() if self.logprobs else None
+        if thinking or content or logprobs:
+            self.emit(Step(text=content, thinking=thinking, logprobs=logprobs))
         if calls:  # calls come in a chunk of their own, with no text (Ollama's stream)
             self.emit(Step(tool_calls=calls))
 
-    def feed(self, token: int | None, text: str, finish_reason: str | None) -> bool:
+    def feed(self, token: int | None, text: str, finish_reason: str | None,
+             logprob: TokenLogprob | None = None) -> bool:
         """Take one token (or, from a server that sends text only, `None` and a piece of text);
         returns True once a stop string is reached (generation must end)."""
         if not self.first:
@@ -122,6 +141,8 @@ class SeqStream:
             self.generated.append(token)
         self.reason = finish_reason or self.reason
         out, hit = self.stops.feed(text)
+        if self.logprobs:
+            self.logprobs.fed(logprob, len(text), len(out), cut=hit)
         self._send(out)
         if hit:
             self.reason, self.ended = "stop", True
@@ -129,7 +150,10 @@ class SeqStream:
 
     def finish(self) -> None:
         """Release held text and send the final step with the metrics (unless cancelled)."""
-        self._send("" if self.ended else self.stops.flush(), last=True)
+        held = "" if self.ended else self.stops.flush()
+        if self.logprobs and not self.ended:
+            self.logprobs.fed(None, 0, len(held), cut=False)
+        self._send(held, last=True)
         if self.cancel.is_set():
             return
         end = time.perf_counter_ns()
@@ -144,3 +168,37 @@ class SeqStream:
             eval_duration=end - first,
             context=ids + self.generated if self.plan.job.want_context else None,
         ))
+
+
+class _LogprobQueue:
+    """Keeps each token's logprob until the stop-string matcher releases that token's text.
+
+    Every generated token but EOS gets exactly one entry, in order, on the step that sends the
+    last of its text (a token whose text is held back as a possible stop string waits for it; one
+    with no text yet, the first bytes of a character, goes at once). Tokens whose text lies wholly
+    inside a stop string are dropped with it, as Ollama drops them.
+    """
+
+    def __init__(self) -> None:
+        self._held: deque[tuple[int, int, TokenLogprob]] = deque()  # (start, end of its text, entry)
+        self._fed = 0  # characters of text fed to the stop matcher
+        self._released = 0  # characters it has let through
+        self._ready: list[TokenLogprob] = []
+
+    def fed(self, logprob: TokenLogprob | None, n_text: int, n_out: int, *, cut: bool) -> None:
+        """One token (`logprob`, None for EOS) with `n_text` characters went in, `n_out` came out;
+        `cut` when a stop string was reached (what was not let through is dropped)."""
+        if logprob is not None:
+            self._held.append((self._fed, self._fed + n_text, logprob))
+        self._fed += n_text
+        self._released += n_out
+        while self._held and (self._held[0][1] <= self._released
+                              or cut and self._held[0][0] < self._released):
+            self._ready.append(self._held.popleft()[2])
+        if cut:
+            self._held.clear()
+
+    def ready(self) -> list[TokenLogprob] | None:
+        """The entries released since the last call, if any."""
+        out, self._ready = self._ready, []
+        return out or None

@@ -8,6 +8,7 @@ second code path); the OpenAI and Anthropic routes translate the same chunks.
 
 from __future__ import annotations
 
+import json
 import secrets
 import string
 import time
@@ -24,12 +25,16 @@ from mlx_lama.api.types import (
     ChatResponse,
     GenerateRequest,
     GenerateResponse,
+    Logprob,
     Message,
+    TokenLogprob,
     ToolCall,
     ToolCallFunction,
     now_utc,
 )
+from mlx_lama.engine import params
 from mlx_lama.engine.params import (
+    Decoding,
     GenJob,
     ModelPrompting,
     Options,
@@ -54,16 +59,46 @@ class _Call:
     keep_alive: float | None
 
 
-def _unsupported(fmt: Any, logprobs: bool, top_logprobs: int) -> None:
-    """Refuse what this build cannot honour yet instead of silently ignoring it."""
+def _check_top_logprobs(top_logprobs: int) -> None:
+    """Ollama checks this first of all, before even the model name."""
     if not 0 <= top_logprobs <= 20:
         raise errors.BadRequest("top_logprobs must be between 0 and 20")
-    if fmt not in (None, ""):
-        if fmt != "json" and not isinstance(fmt, dict):
-            raise errors.ApiError(f'invalid format: "{fmt}"; expected "json" or a valid JSON Schema object')
-        raise errors.BadRequest("format (structured output) is not supported by this mlx-lama yet")
-    if logprobs or top_logprobs:
-        raise errors.BadRequest("logprobs are not supported by this mlx-lama yet")
+
+
+def _decoding(fmt: Any, logprobs: bool, top_logprobs: int) -> Decoding:
+    """`format`, `logprobs` and `top_logprobs` as the engine takes them, checked as Ollama does
+    (a bad `format` only once the model is known, as Ollama's runner reports it).
+
+    A schema is only compiled on the model's runner (it needs the tokenizer); one the constraint
+    library cannot compile is a 400 from there, before the first chunk.
+    """
+    if fmt == "":
+        fmt = None
+    if fmt is not None and fmt != "json" and not isinstance(fmt, dict):
+        raise errors.ApiError(
+            f'invalid format: {_go_quote(fmt)}; expected "json" or a valid JSON Schema object')
+    # As in Ollama, top_logprobs only applies when logprobs is asked for.
+    return Decoding(format=fmt, logprobs=logprobs, top_logprobs=top_logprobs if logprobs else 0)
+
+
+def _go_quote(value: Any) -> str:
+    """How Ollama's `%q` shows the raw JSON of a bad `format` (e.g. `"\"yaml\""`, `"42"`)."""
+    return json.dumps(json.dumps(value, separators=(",", ":"), ensure_ascii=False), ensure_ascii=False)
+
+
+def _wire_logprobs(entries: list[params.TokenLogprob] | None) -> list[Logprob] | None:
+    """Engine logprob entries as Ollama's wire objects."""
+    if not entries:
+        return None
+    return [Logprob(token=e.token, logprob=e.logprob, bytes=list(e.bytes) or None,
+                    top_logprobs=[TokenLogprob(token=t.token, logprob=t.logprob, bytes=list(t.bytes) or None)
+                                  for t in e.top] or None)
+            for e in entries]
+
+
+def _joined_logprobs(logprobs: list[list[Logprob] | None]) -> list[Logprob] | None:
+    """The logprobs of every chunk, in order (a folded `stream: false` answer)."""
+    return [lp for chunk in logprobs for lp in chunk or []] or None
 
 
 def _think(entry: ModelEntry, value: Any, requested_name: str) -> bool | str | None:
@@ -97,6 +132,7 @@ def _tool_calls(calls: list[ParsedToolCall] | None) -> list[ToolCall] | None:
 
 def _prepare(request: Request, entry: ModelEntry, options: dict[str, Any] | None,
              spec: PromptSpec, keep_alive: float | None, **job: Any) -> _Call:
+    """The call of a validated request: options layered over the model's, its prompting."""
     svc = common.services(request)
     opts: Options = parse_options(options, common.base_options(entry, svc.config))
     prompting = ModelPrompting(template=entry.template, system=entry.system, messages=entry.messages)
@@ -185,7 +221,7 @@ async def generate_reply(request: Request, req: GenerateRequest) -> Reply[Genera
     keep = common.keep_alive(req.keep_alive)
     if req.raw and (req.template or req.system or req.context):
         raise errors.BadRequest("raw mode does not support template, system, or context")
-    _unsupported(req.format, req.logprobs, req.top_logprobs)
+    _check_top_logprobs(req.top_logprobs)
     images = common.check_images(req.images)
     svc = common.services(request)
     entry = common.find_model(svc.store, req.model)
@@ -199,16 +235,17 @@ async def generate_reply(request: Request, req: GenerateRequest) -> Reply[Genera
         return await _load_or_unload(request, entry, keep, lambda reason: GenerateResponse(
             model=req.model, created_at=now_utc(), done=True, done_reason=reason))
 
+    decoding = _decoding(req.format, req.logprobs, req.top_logprobs)
     spec = PromptSpec("generate", prompt=req.prompt, system=req.system, suffix=req.suffix,
                       raw=req.raw, template=req.template, think=think, context=req.context,
                       images=images, truncate=req.truncate is not False, shift=req.shift is not False)
     call = _prepare(request, entry, req.options, spec, keep, want_context=not req.raw,
-                    render_only=req.debug_render_only, split_thinking=bool(think))
+                    render_only=req.debug_render_only, split_thinking=bool(think), decoding=decoding)
 
     def chunk(step: Step) -> GenerateResponse:
         out = GenerateResponse(model=req.model, created_at=now_utc(), response=step.text,
                                thinking=step.thinking, done=step.done, done_reason=step.done_reason,
-                               context=step.context)
+                               context=step.context, logprobs=_wire_logprobs(step.logprobs))
         if step.rendered is not None:
             out.debug_info = {"rendered_template": step.rendered}
         return out
@@ -221,6 +258,7 @@ def fold_generate(chunks: list[GenerateResponse]) -> GenerateResponse:
     final = chunks[-1]
     final.response = "".join(c.response for c in chunks)
     final.thinking = "".join(c.thinking for c in chunks)
+    final.logprobs = _joined_logprobs([c.logprobs for c in chunks])
     return final
 
 
@@ -264,7 +302,7 @@ async def chat_reply(request: Request, req: ChatRequest) -> Reply[ChatResponse]:
     if not req.model.strip():
         raise errors.BadRequest("model is required")
     keep = common.keep_alive(req.keep_alive)
-    _unsupported(req.format, req.logprobs, req.top_logprobs)
+    _check_top_logprobs(req.top_logprobs)
     messages = req.messages or []
     images = [common.check_images(m.images) for m in messages]
     svc = common.services(request)
@@ -280,18 +318,20 @@ async def chat_reply(request: Request, req: ChatRequest) -> Reply[ChatResponse]:
             model=req.model, created_at=now_utc(), message=Message(role="assistant"), done=True,
             done_reason=reason))
 
+    decoding = _decoding(req.format, req.logprobs, req.top_logprobs)
     tools = [{"type": t.type, "function": t.function} for t in req.tools] if req.tools else None
     spec = PromptSpec("chat", messages=_message_dicts(messages, images), tools=tools, think=think,
                       strip_past_thinking=_strips_past_thinking(entry),
                       truncate=req.truncate is not False, shift=req.shift is not False)
     call = _prepare(request, entry, req.options, spec, keep, render_only=req.debug_render_only,
-                    split_thinking=bool(think))
+                    split_thinking=bool(think), decoding=decoding)
 
     def chunk(step: Step) -> ChatResponse:
         out = ChatResponse(model=req.model, created_at=now_utc(),
                            message=Message(role="assistant", content=step.text, thinking=step.thinking,
                                            tool_calls=_tool_calls(step.tool_calls)),
-                           done=step.done, done_reason=step.done_reason)
+                           done=step.done, done_reason=step.done_reason,
+                           logprobs=_wire_logprobs(step.logprobs))
         if step.rendered is not None:
             out.debug_info = {"rendered_template": step.rendered}
         return out
@@ -305,6 +345,7 @@ def fold_chat(chunks: list[ChatResponse]) -> ChatResponse:
     final.message.content = "".join(c.message.content for c in chunks)
     final.message.thinking = "".join(c.message.thinking for c in chunks)
     final.message.tool_calls = [t for c in chunks for t in c.message.tool_calls or []] or None
+    final.logprobs = _joined_logprobs([c.logprobs for c in chunks])
     return final
 
 

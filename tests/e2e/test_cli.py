@@ -6,6 +6,7 @@ stats block, token counts), tables and sections for their exact layout.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -155,8 +156,18 @@ def test_run_thinking_flags(server: LiveServer) -> None:
 def test_run_errors_are_one_line(server: LiveServer) -> None:
     r = cli(server, "run", "tiny-short", "hi", "--keepalive", "5")
     assert (r.returncode, r.stderr) == (1, 'Error: time: missing unit in duration "5"\n')
+    r = cli(server, "run", "tiny-short", "hi", "--format", "yaml")
+    assert r.returncode == 1 and r.stderr.startswith("Error: invalid format: ") and r.stderr.count("\n") == 1
+
+
+def test_run_format_json_prints_json(server: LiveServer) -> None:
     r = cli(server, "run", "tiny-short", "hi", "--format", "json")
-    assert r.returncode == 1 and r.stderr.startswith("Error: ") and r.stderr.count("\n") == 1
+    assert r.returncode == 0, r.stderr
+    assert isinstance(json.loads(r.stdout), dict)  # num_predict 8: the constraint closes it in time
+    schema = '{"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}'
+    r = cli(server, "run", "tiny-short", "hi", "--format", schema)  # raw JSON, as Ollama's CLI sends it
+    assert r.returncode == 0, r.stderr
+    assert isinstance(json.loads(r.stdout)["ok"], bool)
 
 
 def test_ps_and_stop(server: LiveServer) -> None:

@@ -258,6 +258,27 @@ def test_bad_images_are_clear_400s(server: LiveServer, body: dict[str, Any], sta
 
 
 @needs_vlm
+def test_format_and_logprobs_with_an_image(server: LiveServer) -> None:
+    """mlx-vlm runs the same logits processors: the JSON constraint and the logprob probe."""
+    import jsonschema
+
+    schema = {"type": "object", "properties": {"colour": {"type": "string"}, "count": {"type": "integer"}},
+              "required": ["colour", "count"]}
+    for stream in (False, True):
+        r = post(server, "/api/generate", {
+            "model": VLM, "prompt": "Describe it.", "images": [SQUARE], "stream": stream, "format": schema,
+            "logprobs": True, "top_logprobs": 2,
+            "options": {"temperature": 1.0, "seed": 5, "num_predict": 48}})
+        assert r.status_code == 200, r.text
+        chunks = lines(r) if stream else [r.json()]
+        answer = "".join(c["response"] for c in chunks)
+        jsonschema.validate(json.loads(answer), schema)
+        entries = [e for c in chunks for e in c.get("logprobs", [])]
+        assert "".join(e["token"] for e in entries) == answer
+        assert all(len(e["top_logprobs"]) == 2 for e in entries)
+
+
+@needs_vlm
 def test_dialects_carry_images_onto_the_native_path(server: LiveServer) -> None:
     """OpenAI's data URLs and Anthropic's base64 image blocks give the native chat's answer."""
     native = post(server, "/api/chat", {"model": VLM, "stream": False, "options": GREEDY, "messages": [

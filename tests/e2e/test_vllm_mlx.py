@@ -129,6 +129,20 @@ def test_options_it_cannot_honour_are_refused(vllm: LiveServer, options: dict[st
     assert r.json()["error"].startswith("the vllm-mlx backend cannot honour these options: " + refused)
 
 
+@pytest.mark.parametrize("fields, refused", [
+    ({"format": "json"}, "format"),
+    ({"format": {"type": "object"}}, "format"),
+    ({"logprobs": True}, "logprobs"),
+    ({"logprobs": True, "top_logprobs": 2}, "logprobs, top_logprobs"),
+], ids=["json", "schema", "logprobs", "top_logprobs"])
+def test_decoding_it_cannot_honour_is_refused(vllm: LiveServer, fields: dict[str, Any],
+                                              refused: str) -> None:
+    r = httpx.post(vllm.url + "/api/generate", timeout=TIMEOUT,
+                   json={"model": LLAMA, "prompt": "hi", "stream": False, **fields})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == "the vllm-mlx backend cannot honour these options: " + refused
+
+
 @pytest.mark.parametrize("options", [
     {"temperature": 0.8},  # Ollama's default top_k, not asked for
     {"temperature": 0, "top_k": 5, "seed": 3},  # greedy: neither changes anything
