@@ -7,6 +7,8 @@ Prints aggregate generated tokens/s (end to end, prefill included; greedy) for:
   * in-process `mlx_lm.stream_generate` (one sequence) and `BatchGenerator` at 1, 2, 4, 8 sequences
     (a separate process, so it owns MLX alone);
   * mlx-lama over HTTP (`/api/chat`, streamed) with 1, 2, 4, 8 concurrent clients;
+  * the same through mlx-lama's vllm-mlx backend, when vllm-mlx is installed (`mlx-lama backends
+    install vllm-mlx`, or --vllm-mlx / MLX_LAMA_VLLM_MLX naming its environment);
   * `mlx_lm.server` over HTTP (`/v1/chat/completions`, streamed) at the same concurrency;
 and a multi-turn chat: time to first token of turn N, with the history of turns before it at about
 500, 1000 and 2000 tokens, with the prompt cache and without it. Ratios against the in-process
@@ -227,7 +229,15 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128, help="new tokens per request")
     parser.add_argument("--runs", type=int, default=3, help="best of this many runs per figure")
     parser.add_argument("--num-ctx", type=int, default=4096, help="window of the multi-turn chat")
+    parser.add_argument("--no-chat", action="store_true",
+                        help="skip the multi-turn chat (its 2000-token prompts take minutes on a real "
+                             "model on a CPU)")
+    parser.add_argument("--vllm-mlx", default=os.environ.get("MLX_LAMA_VLLM_MLX", ""),
+                        help="vllm-mlx executable or environment (default: where mlx-lama finds it)")
     args = parser.parse_args()
+    from mlx_lama.backends import vllm_env
+
+    vllm = vllm_env.locate(args.vllm_mlx)
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model
         if model is None:
@@ -242,9 +252,18 @@ def main() -> None:
         ref = in_process(model, args.tokens, args.runs)
         with mlx_lama_server(store, OLLAMA_NUM_PARALLEL=str(max(LEVELS))) as server:
             mine = asyncio.run(concurrency(server.url, args.tokens, args.runs, ours=True))
-            cached = chat_ttft(server.url, args.num_ctx)
-        with mlx_lama_server(store, MLX_LAMA_PROMPT_CACHE_BYTES="0") as server:
-            uncached = chat_ttft(server.url, args.num_ctx)
+            cached = {} if args.no_chat else chat_ttft(server.url, args.num_ctx)
+        uncached = {}
+        if not args.no_chat:
+            with mlx_lama_server(store, MLX_LAMA_PROMPT_CACHE_BYTES="0") as server:
+                uncached = chat_ttft(server.url, args.num_ctx)
+        on_vllm: dict[int, float] = {}
+        vllm_cached: dict[int, tuple[float, int, int]] = {}
+        if vllm is not None:
+            with mlx_lama_server(store, OLLAMA_NUM_PARALLEL=str(max(LEVELS)),
+                                 MLX_LAMA_BACKEND="vllm-mlx", MLX_LAMA_VLLM_MLX=str(vllm)) as server:
+                on_vllm = asyncio.run(concurrency(server.url, args.tokens, args.runs, ours=True))
+                vllm_cached = {} if args.no_chat else chat_ttft(server.url, args.num_ctx)
         with mlx_lm_server(model) as server:
             theirs = asyncio.run(concurrency(server.url, args.tokens, args.runs, ours=False))
 
@@ -257,15 +276,27 @@ def main() -> None:
         print(f"mlx-lama HTTP, {k} clients            : {mine[k]:8.1f} tok/s  "
               f"({mine[k] / ref[f'batch{k}']:.2f}x BatchGenerator x{k}, {mine[k] / mine[1]:.2f}x ours x1)")
     for k in LEVELS:
+        print(f"mlx-lama on vllm-mlx, {k} clients     : {on_vllm[k]:8.1f} tok/s  "
+              f"(mlx-lm backend {mine[k] / on_vllm[k]:.2f}x)" if on_vllm else
+              f"mlx-lama on vllm-mlx, {k} clients     : n/a (vllm-mlx not installed)")
+    for k in LEVELS:
         print(f"mlx_lm.server HTTP, {k} clients       : {theirs[k]:8.1f} tok/s  "
               f"(ours {mine[k] / theirs[k]:.2f}x)" if theirs[k] else
               f"mlx_lm.server HTTP, {k} clients       : n/a")
+    if args.no_chat:
+        return
     print("\nmulti-turn chat, time to first token of the next turn:")
     for size in HISTORIES:
         (tc, count, dc), (tu, _, du) = cached[size], uncached[size]
         print(f"  history ~{size:4d} (prompt {count:4d} tokens): cached {tc * 1000:7.1f} ms "
               f"(prompt eval {dc / 1e6:6.1f} ms), uncached {tu * 1000:7.1f} ms "
               f"(prompt eval {du / 1e6:6.1f} ms)  -> {tc / tu:.1%}")
+    if vllm_cached:
+        print("  on vllm-mlx (its own prefix cache):")
+        for size in HISTORIES:
+            tv, count, dv = vllm_cached[size]
+            print(f"  history ~{size:4d} (prompt {count:4d} tokens): {tv * 1000:7.1f} ms "
+                  f"(prompt eval {dv / 1e6:6.1f} ms)  -> {tv / cached[size][0]:.2f}x the mlx-lm backend")
     print("\ntargets: 1 HTTP stream >= 97% of stream_generate: "
           f"{mine[1] / sg:.1%}; 8 clients >= 95% of BatchGenerator x8: {mine[8] / ref['batch8']:.1%}"
           f" and >= 2.5x ours x1: {mine[8] / mine[1]:.2f}x; follow-up TTFT at ~2000 <= 10% of "

@@ -120,6 +120,13 @@ class Config:
     # Where pulls reach the Hugging Face hub (HF_ENDPOINT, as huggingface_hub reads it: a mirror,
     # or a local fake hub in tests). Passed explicitly, so it never depends on import order.
     hf_endpoint: str = DEFAULT_HF_ENDPOINT
+    # The backend generation models run on: "auto" (each model's registry default_backend, else
+    # the best installed one; see the README) or a backend name, which then applies to every
+    # generation model (MLX_LAMA_BACKEND, `serve --backend`).
+    backend: str = "auto"
+    # The vllm-mlx executable, or the virtual environment holding it (MLX_LAMA_VLLM_MLX,
+    # `serve --vllm-mlx`); "" = the environment `mlx-lama backends install` makes, then PATH.
+    vllm_mlx: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -151,4 +158,6 @@ class Config:
             debug=_debug(env),
             shutdown_grace=float(_int(env, "MLX_LAMA_SHUTDOWN_GRACE", 10)),
             hf_endpoint=(_clean(env.get("HF_ENDPOINT")) or DEFAULT_HF_ENDPOINT).rstrip("/"),
+            backend=_clean(env.get("MLX_LAMA_BACKEND")).lower() or "auto",
+            vllm_mlx=_clean(env.get("MLX_LAMA_VLLM_MLX")),
         )

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from mlx_lama.config import Config
+from tests.support.scripted_model import build_scripted_model
 from tests.support.server import LiveServer, import_model
 from tests.support.tiny_bert import build_tiny_bert
 from tests.support.tiny_model import build_tiny_model
@@ -19,20 +20,27 @@ from tests.support.tiny_model import build_tiny_model
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # role -> (model name in the store, builder arguments); `"arch": "bert"` builds a sentence
-# encoder with tests/support/tiny_bert.py instead of an mlx-lm model.
+# encoder with tests/support/tiny_bert.py instead of an mlx-lm model, `"arch": "scripted"` a
+# model whose output follows a script (tests/support/scripted_model.py: tool calls, thinking).
 TINY = {
     "default": ("tiny-llama:latest", {"arch": "llama"}),
     "qwen3": ("tiny-qwen3:latest", {"arch": "qwen3"}),
     "fim": ("tiny-coder:latest", {"arch": "qwen2", "fim": True}),
     "q4": ("tiny-llama:q4", {"arch": "llama", "q_bits": 4}),
     "embed": ("tiny-bert:latest", {"arch": "bert"}),
+    "tools": ("tiny-tools:latest", {"arch": "scripted", "variant": "qwen-tools"}),
+    "thinker": ("tiny-thinker:latest", {"arch": "scripted", "variant": "qwen3-thinker"}),
+    "think-tools": ("tiny-think-tools:latest", {"arch": "scripted", "variant": "qwen3-think-tools"}),
+    "llama-tools": ("tiny-llama-tools:latest", {"arch": "scripted", "variant": "llama-tools"}),
 }
 
 
 def build_tiny(out: Path, arch: str, **kwargs: Any) -> Path:
-    """Build one TINY model: a BERT encoder or an mlx-lm model."""
+    """Build one TINY model: a BERT encoder, a scripted model or a random mlx-lm model."""
     if arch == "bert":
         return build_tiny_bert(out, **kwargs)
+    if arch == "scripted":
+        return build_scripted_model(out, kwargs["variant"])
     return build_tiny_model(out, arch=arch, **kwargs)
 
 
@@ -78,3 +86,23 @@ def make_server(tiny_dirs: dict[str, Path], tmp_path: Path) -> Iterator[Callable
     yield make
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def vllm_mlx_env() -> Path:
+    """vllm-mlx's own virtual environment, for the tests of the vllm-mlx backend.
+
+    MLX_LAMA_TEST_VLLM_ENV names it (.ci/run points it at a cache directory); it is installed
+    there on first use with `mlx-lama backends install`'s own code (about 30 s and 400 MB from a
+    nearby package index) and reused afterwards. Unset, those tests are skipped.
+    """
+    from mlx_lama.backends import vllm_env
+
+    setting = os.environ.get("MLX_LAMA_TEST_VLLM_ENV", "").strip()
+    if not setting:
+        pytest.skip("the vllm-mlx backend tests need MLX_LAMA_TEST_VLLM_ENV=<dir>: a virtual "
+                    "environment for vllm-mlx, installed there on first use (.ci/run sets it)")
+    path = Path(setting).expanduser()
+    if vllm_env.installed_version(path) != vllm_env.VERSION or vllm_env.locate(str(path)) is None:
+        vllm_env.install(path, log=lambda line: None)
+    return path

@@ -35,6 +35,14 @@ class ServiceUnavailable(ApiError):
     status = 503
 
 
+class BackendUnavailable(ApiError):
+    """500: the backend a model or the server names is not installed here. Not 4xx: the client
+    cannot fix it by changing its request; not 503: retrying will not help (clients retry 503).
+    Ollama reports a model runner that cannot start as 500 too."""
+
+    status = 500
+
+
 class ClientGone(ApiError):
     """499: the client went away while waiting (never reaches a client; used for logs/metrics)."""
 
@@ -42,7 +50,8 @@ class ClientGone(ApiError):
 
 
 # Status by class name, for code that needs the table rather than the classes (docs, tests).
-STATUS = {cls.__name__: cls.status for cls in (ApiError, BadRequest, NotFound, ServiceUnavailable, ClientGone)}
+STATUS = {cls.__name__: cls.status for cls in (ApiError, BadRequest, NotFound, ServiceUnavailable,
+                                                BackendUnavailable, ClientGone)}
 
 
 def model_not_found(name: str) -> NotFound:

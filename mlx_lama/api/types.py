@@ -84,6 +84,26 @@ class ModelDetails:
     quantization_level: str = wire(default="")
 
 
+@dataclass
+class TokenLogprob:
+    """A token and its log-probability (`api.TokenLogprob`); `bytes` are the token's raw bytes."""
+
+    token: str = wire(default="")
+    logprob: float = wire(default=0.0)
+    bytes: list[int] | None = wire(omit=True)
+
+
+@dataclass
+class Logprob:
+    """A generated token's log-probability and, if asked, its most likely alternatives
+    (`api.Logprob`, which embeds TokenLogprob: the fields are flat on the wire)."""
+
+    token: str = wire(default="")
+    logprob: float = wire(default=0.0)
+    bytes: list[int] | None = wire(omit=True)
+    top_logprobs: list[TokenLogprob] | None = wire(omit=True)
+
+
 # ---------------------------------------------------------------- generation
 
 
@@ -156,6 +176,7 @@ class GenerateResponse:
     eval_count: int = wire(omit=True, default=0)
     eval_duration: int = wire(omit=True, default=0)
     debug_info: dict[str, Any] | None = wire(omit=True, name="_debug_info")
+    logprobs: list[Logprob] | None = wire(omit=True)
 
 
 @dataclass
@@ -174,6 +195,7 @@ class ChatResponse:
     eval_count: int = wire(omit=True, default=0)
     eval_duration: int = wire(omit=True, default=0)
     debug_info: dict[str, Any] | None = wire(omit=True, name="_debug_info")
+    logprobs: list[Logprob] | None = wire(omit=True)
 
 
 # ---------------------------------------------------------------- embeddings
@@ -218,60 +240,6 @@ class EmbeddingResponse:
     """POST /api/embeddings: the raw (not normalised) vector as float64 values."""
 
     embedding: list[float] = wire(factory=list)
-
-
-@dataclass
-class OpenAIEmbeddingRequest:
-    """POST /v1/embeddings (OpenAI's request; Ollama's `openai.EmbedRequest`)."""
-
-    input: Any = wire()
-    model: str = wire(default="")
-    dimensions: int = wire(default=0)
-    encoding_format: str = wire(default="")
-
-
-@dataclass
-class OpenAIEmbedding:
-    """One entry of /v1/embeddings' `data`: floats, or base64 of little-endian float32."""
-
-    object: str = wire(default="embedding")
-    embedding: Any = wire()
-    index: int = wire(default=0)
-
-
-@dataclass
-class OpenAIEmbeddingUsage:
-    """Token counts of /v1/embeddings."""
-
-    prompt_tokens: int = wire(default=0)
-    total_tokens: int = wire(default=0)
-
-
-@dataclass
-class OpenAIEmbeddingList:
-    """POST /v1/embeddings' response."""
-
-    object: str = wire(default="list")
-    data: list[OpenAIEmbedding] = wire(factory=list)
-    model: str = wire(default="")
-    usage: OpenAIEmbeddingUsage = wire(factory=OpenAIEmbeddingUsage)
-
-
-@dataclass
-class OpenAIErrorBody:
-    """`error` of an OpenAI error response."""
-
-    message: str = wire(default="")
-    type: str = wire(default="api_error")
-    param: Any = wire()
-    code: Any = wire()
-
-
-@dataclass
-class OpenAIError:
-    """OpenAI's error envelope, as Ollama's /v1 middleware writes it."""
-
-    error: OpenAIErrorBody = wire(factory=OpenAIErrorBody)
 
 
 # ---------------------------------------------------------------- models
@@ -321,6 +289,14 @@ class CreateRequest:
     quantize: str = wire(default="")
     quantization: str = wire(default="")
     stream: bool | None = wire()
+    requires: str = wire(default="")  # the Ollama version the model needs (shown by /api/show)
+    # Ollama's fields for what mlx-lama cannot build: refused when set.
+    draft_files: dict[str, str] | None = wire()
+    draft_quantize: str = wire(default="")
+    remote_host: str = wire(default="")
+    renderer: str = wire(default="")
+    parser: str = wire(default="")
+    info: dict[str, Any] | None = wire()
 
     @property
     def target(self) -> str:
@@ -369,6 +345,8 @@ class ProcessModelResponse:
     expires_at: str = wire(default="")
     size_vram: int = wire(default=0)
     context_length: int = wire(default=0)
+    # Ours, beyond Ollama's shape (clients ignore unknown fields): the backend holding the model.
+    backend: str = wire(omit=True, default="")
 
 
 @dataclass
@@ -393,6 +371,7 @@ class ShowResponse:
     tensors: list[dict[str, Any]] | None = wire(omit=True)
     capabilities: list[str] | None = wire(omit=True)
     modified_at: str = wire(default="")
+    requires: str = wire(omit=True, default="")
 
 
 @dataclass

@@ -24,10 +24,14 @@ class WireError(ValueError):
     """A request body that cannot be decoded (Ollama answers 400 with this message)."""
 
 
-def wire(*, omit: bool = False, name: str | None = None, default: Any = None,
+def wire(*, omit: bool = False, omit_none: bool = False, name: str | None = None, default: Any = None,
          factory: Any = None) -> Any:
-    """Declare a wire field: `omit` is Go's omitempty, `name` the JSON key when it differs."""
-    meta = {"omit": omit, "name": name}
+    """Declare a wire field: `omit` is Go's omitempty, `name` the JSON key when it differs.
+
+    `omit_none` drops the field only when it is None (Go's omitempty on an interface or pointer:
+    `""` and `0` are still written).
+    """
+    meta = {"omit": omit, "omit_none": omit_none, "name": name}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -258,7 +262,7 @@ def to_wire(obj: Any) -> Any:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(obj):
             value = getattr(obj, f.name)
-            if f.metadata.get("omit") and _empty(value):
+            if f.metadata.get("omit") and _empty(value) or value is None and f.metadata.get("omit_none"):
                 continue
             out[json_name(f)] = to_wire(value)
         return out

@@ -22,7 +22,8 @@ from typing import Any, cast
 
 import numpy as np
 
-from mlx_lama.backends.base import EmbeddingModel, InputTooLong
+from mlx_lama.backends import catalog
+from mlx_lama.backends.base import Availability, EmbeddingModel, InputTooLong
 from mlx_lama.backends.threads import clear_thread_streams, release_model_memory, weight_bytes
 
 ENCODER_TYPES = ("bert", "roberta", "xlm-roberta")
@@ -35,6 +36,11 @@ class EmbedBackend:
     """Loads encoder models for /api/embed (the backend name the alias registry uses)."""
 
     name = "mlx-embeddings"
+    capabilities = catalog.MLX_EMBEDDINGS
+
+    def availability(self) -> Availability:
+        """Installed when MLX can be imported (our own code does the rest)."""
+        return catalog.availability(self.name)
 
     def load(self, path: Path) -> EmbeddingModel:
         """Load weights, tokenizer and pooling settings from a local directory."""

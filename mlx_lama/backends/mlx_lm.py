@@ -5,20 +5,30 @@ Imports are lazy so that the CLI's client verbs never pay for MLX or transformer
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from mlx_lama.backends.base import Cancelled, TokenStep
+from mlx_lama.backends import catalog
+from mlx_lama.backends.base import Availability, Cancelled, TokenStep
+from mlx_lama.backends.decoding import DecodingSupport
+from mlx_lama.backends.logprobs import LogprobProbe
 from mlx_lama.backends.mlx_batch import MlxBatch
 from mlx_lama.backends.threads import clear_thread_streams, release_model_memory, weight_bytes
-from mlx_lama.engine.params import Options
+from mlx_lama.engine.params import Decoding, Options
+from mlx_lama.engine.toolcalls import ToolSyntax
 
 
 class MlxLmBackend:
     """Loads MLX model directories with `mlx_lm.load`."""
 
     name = "mlx-lm"
+    capabilities = catalog.MLX_LM
+
+    def availability(self) -> Availability:
+        """Installed when mlx-lm can be imported (it is a dependency of mlx-lama)."""
+        return catalog.availability(self.name)
 
     def load(self, path: Path) -> MlxLmModel:
         """Load weights and tokenizer from a local directory (never the hub: the path must exist)."""
@@ -114,11 +124,34 @@ def _logits_processors(opts: Options) -> list[Callable[[Any, Any], Any]]:
     )
 
 
-class MlxLmModel:
-    """An mlx-lm model and its tokenizer."""
+def mlx_tool_syntax(tokenizer: Any, family: str | None = None) -> ToolSyntax | None:
+    """mlx-lm's tool-call parser for a TokenizerWrapper (family None), or the named one."""
+    if family is None:
+        if not getattr(tokenizer, "has_tool_calling", False):
+            return None
+        return ToolSyntax(tokenizer.tool_call_start, tokenizer.tool_call_end or "", tokenizer.tool_parser)
+    import importlib
 
-    def __init__(self, model: Any, tokenizer: Any) -> None:
-        self.model = model
+    try:
+        module = importlib.import_module(f"mlx_lm.tool_parsers.{family}")
+    except ImportError:
+        return None
+    return ToolSyntax(module.tool_call_start, module.tool_call_end or "", module.parse_tool_call)
+
+
+def load_prompter(path: Path) -> MlxPrompter:
+    """Only the tokenizer of the model at `path`: for backends that run the weights elsewhere."""
+    from mlx_lm.utils import load_tokenizer
+
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    # As mlx_lm.load does: the config's EOS ids join the tokenizer's own.
+    return MlxPrompter(load_tokenizer(path, eos_token_ids=config.get("eos_token_id")))
+
+
+class MlxPrompter:
+    """The tokenizer side of a model (mlx-lm's TokenizerWrapper): encoding and chat templates."""
+
+    def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
         self.bos_token: str | None = getattr(tokenizer, "bos_token", None)
         self._vocab: dict[str, int] = tokenizer.get_vocab()
@@ -141,18 +174,46 @@ class MlxLmModel:
         return getattr(self.tokenizer, "chat_template", None)
 
     def render_chat(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None,
-                    think: bool | None, template: str | None = None) -> str:
-        """Render with the model's Jinja template (or `template`), ending in the generation prompt."""
+                    think: bool | str | None, template: str | None = None) -> str:
+        """Render with the model's Jinja template (or `template`), ending in the generation prompt.
+
+        `think` reaches the template as `enable_thinking` (Qwen3's switch, which mlx-lm maps to a
+        template's own name for it); a level also as `reasoning_effort` (gpt-oss's, which knows
+        low, medium and high: "max" becomes "high").
+        """
         kwargs: dict[str, Any] = {}
         if think is not None and getattr(self.tokenizer, "has_thinking", False):
-            kwargs["enable_thinking"] = think
+            kwargs["enable_thinking"] = bool(think)
+        if isinstance(think, str):
+            kwargs["reasoning_effort"] = "high" if think == "max" else think
         if template:
             kwargs["chat_template"] = template
         return str(self.tokenizer.apply_chat_template(
             messages, tools=tools or None, add_generation_prompt=True, tokenize=False, **kwargs))
 
+    def tool_syntax(self, family: str | None = None) -> ToolSyntax | None:
+        """mlx-lm's tool-call parser: the one its tokenizer wrapper chose from the chat template
+        (family None), or `mlx_lm.tool_parsers.<family>`."""
+        return mlx_tool_syntax(self.tokenizer, family)
+
+
+
+class MlxLmModel(MlxPrompter):
+    """An mlx-lm model and its tokenizer."""
+
+    def __init__(self, model: Any, tokenizer: Any) -> None:
+        super().__init__(tokenizer)
+        self.model = model
+        self._support = DecodingSupport(tokenizer._tokenizer, tokenizer.eos_token_ids)
+
+    def processors(self, opts: Options, decoding: Decoding | None,
+                   budget: int) -> tuple[list[Callable[[Any, Any], Any]], LogprobProbe | None]:
+        """One sequence's logits processors (penalties, then what `decoding` asks for) and its
+        logprob probe; see DecodingSupport.processors."""
+        return self._support.processors(_logits_processors(opts), decoding, budget)
+
     def generate(self, ids: list[int], opts: Options, *, max_tokens: int, max_kv_size: int | None,
-                 cancelled: Callable[[], bool]) -> Iterator[TokenStep]:
+                 cancelled: Callable[[], bool], decoding: Decoding | None = None) -> Iterator[TokenStep]:
         """Stream tokens with `mlx_lm.stream_generate`; cancellation also interrupts the prefill."""
         import mlx.core as mx
         from mlx_lm import stream_generate
@@ -170,14 +231,18 @@ class MlxLmModel:
             for layer in cache:
                 if isinstance(layer, RotatingKVCache):
                     layer.keep = min(opts.num_keep, max_kv_size - 1)
+        processors, probe = self.processors(opts, decoding, max_tokens)
         stream = stream_generate(
             self.model, self.tokenizer, mx.array(ids), max_tokens=max_tokens,
-            sampler=_sampler(opts), logits_processors=_logits_processors(opts),
+            sampler=_sampler(opts), logits_processors=processors,
             prompt_cache=cache, prefill_step_size=max(1, opts.num_batch),
             prompt_progress_callback=on_prefill)
         try:
             for r in stream:
-                yield TokenStep(int(r.token), r.text, r.finish_reason)
+                token = int(r.token)
+                # "stop" means the end-of-sequence token, which gets no logprob (as in Ollama).
+                logprob = probe.take(token, report=r.finish_reason != "stop") if probe else None
+                yield TokenStep(token, r.text, r.finish_reason, logprob)
                 if cancelled():
                     return
         finally:
@@ -190,7 +255,7 @@ class MlxLmModel:
 
         if not all(hasattr(c, "merge") for c in make_prompt_cache(self.model)):
             return None
-        return MlxBatch(self.model, self.tokenizer, max_sequences=max_sequences,
+        return MlxBatch(self.model, self.tokenizer, self.processors, max_sequences=max_sequences,
                         cache_bytes=cache_bytes)
 
     def memory_bytes(self) -> int:

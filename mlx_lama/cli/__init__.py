@@ -26,21 +26,29 @@ NOT_RUNNING = "could not connect to mlx-lama server, run 'mlx-lama serve' to sta
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from dataclasses import replace
+    import dataclasses
 
+    from mlx_lama.api.errors import ApiError
     from mlx_lama.config import Config, ConfigError, read_key_file
     from mlx_lama.server.app import serve
 
     try:
         config = Config.from_env()
+        # Flags win over the environment.
         if args.api_key_file:
-            config = replace(config, api_key=read_key_file(args.api_key_file))
+            config = dataclasses.replace(config, api_key=read_key_file(args.api_key_file))
         elif args.api_key is not None:
-            config = replace(config, api_key=args.api_key.strip() or None)
+            config = dataclasses.replace(config, api_key=args.api_key.strip() or None)
     except ConfigError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
-    serve(config)
+    config = dataclasses.replace(config, backend=args.backend or config.backend,
+                                 vllm_mlx=args.vllm_mlx or config.vllm_mlx)
+    try:
+        serve(config)
+    except ApiError as exc:  # e.g. --backend vllm-mlx where it is not installed
+        print(f"Error: {exc.message}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -166,11 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         if command == "help":
             return _help(parser, args.topic)
         if command == "backends":
-            from mlx_lama.cli.backends import catalog
-            from mlx_lama.cli.commands import backends_text
+            from mlx_lama.cli.backends import run_backends
 
-            sys.stdout.write(backends_text(catalog()))
-            return 0
+            return run_backends(args)
         if command == "push":
             from mlx_lama.cli.commands import push
 

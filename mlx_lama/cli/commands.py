@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import Any
 
 from mlx_lama.cli import tables
 from mlx_lama.cli.errors import CliError
@@ -125,14 +124,3 @@ def version_lines(client: Client) -> list[str]:
     if server != OLLAMA_COMPAT_VERSION:
         lines.append(f"Warning: client speaks Ollama API version {OLLAMA_COMPAT_VERSION}")
     return lines
-
-
-def backends_text(data: list[dict[str, Any]]) -> str:
-    """``backends``: one table row per backend, then what each supports."""
-    rows = [[b["name"], b["kind"], "yes" if b["available"] else "no", b["status"]] for b in data]
-    out = [tables.render(rows, header=["NAME", "KIND", "AVAILABLE", "STATUS"])]
-    for b in data:
-        out.append(f"\n{b['name']}: {b['description']}\n")
-        for feature in b["features"]:
-            out.append(f"    {feature}\n")
-    return "".join(out)

@@ -30,6 +30,8 @@ _SERVER = [
     ("MLX_LAMA_API_KEY_FILE", "Read MLX_LAMA_API_KEY from this file instead (serve and clients)"),
     ("MLX_LAMA_SHUTDOWN_GRACE", "Seconds in-flight streams get to finish on shutdown (default 10)"),
     ("MLX_LAMA_REGISTRY", "Your model-name aliases (default ~/.mlx-lama/registry.yaml)"),
+    ("MLX_LAMA_BACKEND", "Backend for generation models: auto, mlx-lm or vllm-mlx (default auto)"),
+    ("MLX_LAMA_VLLM_MLX", "The vllm-mlx executable, or the environment holding it"),
     ("HF_ENDPOINT", "The Hugging Face hub pulls download from (default https://huggingface.co)"),
     ("HF_TOKEN", "Hugging Face token for gated and private repositories"),
 ]

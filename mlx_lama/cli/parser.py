@@ -17,6 +17,8 @@ SHOW_FLAGS = ("license", "modelfile", "parameters", "system", "template")
 # pflag flags with an optional value: bare `--think` means `--think=true` and never takes the
 # next word as its value (so `run --think MODEL` works). argparse needs the `=` form spelled out.
 OPTIONAL_VALUE_FLAGS = ("--think", "--truncate")
+# `serve --backend`; the catalog (mlx_lama.backends.catalog) checks the generation backends are these.
+BACKEND_CHOICES = ("auto", "mlx-lm", "vllm-mlx")
 # Flags whose value may itself start with "-" (`--keepalive -1m`): pflag takes the next word
 # whatever it is, argparse would read it as an option, so the pair is joined with "=".
 VALUE_FLAGS = ("--keepalive", "--format", "--dimensions", "--file", "-f", "--quantize", "-q")
@@ -76,6 +78,12 @@ def build_parser() -> CliParser:
 
     p = _verb(sub, "serve", "Start mlx-lama", help_text.SERVE_ENV, aliases=("start",),
               description="Start the mlx-lama server in the foreground, on OLLAMA_HOST.")
+    p.add_argument("--backend", metavar="NAME", choices=BACKEND_CHOICES,
+                   help="Backend for generation models: auto (each model's default_backend, else the "
+                        "best installed), mlx-lm or vllm-mlx (default: MLX_LAMA_BACKEND, else auto)")
+    p.add_argument("--vllm-mlx", metavar="PATH", dest="vllm_mlx",
+                   help="The vllm-mlx executable, or the virtual environment holding it (default: "
+                        "MLX_LAMA_VLLM_MLX, else ~/.mlx-lama/backends/vllm-mlx, else PATH)")
     key = p.add_mutually_exclusive_group()
     key.add_argument("--api-key", metavar="KEY", help="Require 'Authorization: Bearer KEY' on every "
                      "route but / and /api/version (overrides MLX_LAMA_API_KEY; visible to other "
@@ -111,7 +119,7 @@ def build_parser() -> CliParser:
     p.add_argument("--insecure", action="store_true", help="Use an insecure registry")
     p.add_argument("--nowordwrap", action="store_true",
                    help="Don't wrap words to the next line automatically")
-    p.add_argument("--format", metavar="FORMAT", help="Response format (e.g. json)")
+    p.add_argument("--format", metavar="FORMAT", help="Response format (e.g. json, or a JSON Schema)")
     p.add_argument("--think", metavar="VALUE", nargs="?", const="true",
                    help="Enable thinking mode: --think[=true|false|high|medium|low|max] for supported models")
     p.add_argument("--hidethinking", action="store_true", help="Hide thinking output (if provided)")
@@ -163,9 +171,16 @@ def build_parser() -> CliParser:
     p.add_argument("--from", dest="source", metavar="DIR",
                    help="Ollama's models directory, as the server sees it (default ~/.ollama/models)")
 
-    _verb(sub, "backends", "List the inference backends and what each supports", "",
-          description="List the inference backends mlx-lama knows, whether each is installed, and "
-                      "what it supports.")
+    p = _verb(sub, "backends", "List the inference backends and what each supports", "",
+              description=(
+                  "List the inference backends mlx-lama knows, whether each is installed, and what it\n"
+                  "supports; or, with 'install vllm-mlx', create vllm-mlx's own virtual environment\n"
+                  "(vllm-mlx and only what its server needs, about 400 MB; by default in\n"
+                  "~/.mlx-lama/backends/vllm-mlx, where 'mlx-lama serve' finds it)."))
+    p.add_argument("action", metavar="ACTION", nargs="?", choices=("list", "install"), default="list",
+                   help="list (the default) or install")
+    p.add_argument("name", metavar="NAME", nargs="?", help="the backend to install (vllm-mlx)")
+    p.add_argument("--dir", metavar="DIR", help="where to create the environment (install only)")
 
     p = _verb(sub, "help", "Help about any command", "")
     p.add_argument("topic", metavar="COMMAND", nargs="?", help="the command to describe")

@@ -156,11 +156,21 @@ def render_tool_calls(calls: list[Any], plain: bool) -> str:
     return grey + "\n".join(lines) + default
 
 
+def _format(value: str) -> Any:
+    """`--format`: "json", or (as Ollama's CLI sends the flag as raw JSON) a JSON Schema object."""
+    if value.lstrip().startswith("{"):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise CliError(f"invalid format: {exc}") from None
+    return value
+
+
 def _request(opts: RunOptions, **body: Any) -> dict[str, Any]:
     """The fields a generate and a chat request share, sent only when set."""
     payload: dict[str, Any] = {"model": opts.model, **body}
     if opts.format:
-        payload["format"] = opts.format
+        payload["format"] = _format(opts.format)
     if opts.options:
         payload["options"] = opts.options
     if opts.keep_alive is not None:

@@ -88,7 +88,7 @@ class BatchLoop:
                     self.runner._run_serial(seq)
                     continue
                 limit = plan.limit if plan.limit is not None else window
-                uid, evaluated = self.batch.insert(plan.ids, job.options, limit)
+                uid, evaluated = self.batch.insert(plan.ids, job.options, limit, plan.decoding)
                 self.runner.prompt_tokens_evaluated += evaluated
                 seq.cached = len(plan.ids) - evaluated
                 seq.start = _now()
@@ -126,7 +126,7 @@ class BatchLoop:
             if found is None:
                 continue
             seq = found
-            hit = seq.feed(t.token, t.text, t.finish_reason)
+            hit = seq.feed(t.token, t.text, t.finish_reason, t.logprob)
             if hit:
                 self.batch.remove(t.uid, keep_cache=True)
             if not hit and not t.finish_reason:

@@ -43,6 +43,9 @@ class Options:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     stop: tuple[str, ...] = ()
+    # Which options a Modelfile or the request set (the rest hold Ollama's defaults): a backend
+    # that cannot honour an option refuses it only when it was asked for.
+    explicit: frozenset[str] = field(default=frozenset(), metadata={"option": False})
 
 
 _INT = {f.name for f in dataclasses.fields(Options) if f.type in ("int", int)}
@@ -113,7 +116,7 @@ def parse_options(raw: Mapping[str, Any] | None, base: Options) -> Options:
             log.warning("invalid option provided: %s", key)
     if "num_ctx" in changes:
         changes["num_ctx"] = max(MIN_NUM_CTX, changes["num_ctx"])
-    return dataclasses.replace(base, **changes)
+    return dataclasses.replace(base, **changes, explicit=base.explicit | changes.keys())
 
 
 @dataclass
@@ -137,10 +140,36 @@ class PromptSpec:
     template: str = ""  # Go (Ollama) or Jinja template overriding the model's
     messages: list[dict[str, Any]] = field(default_factory=list)
     tools: list[dict[str, Any]] | None = None
-    think: bool | None = None
+    think: bool | str | None = None  # None = not asked; a level ("low", "high", ...) also means on
+    strip_past_thinking: bool = False  # drop `<think>` text from assistant turns before the last user
     context: list[int] | None = None  # /api/generate's deprecated `context`
+    images: list[bytes] = field(default_factory=list)  # generate's images (chat: each message's "images")
     truncate: bool = True
     shift: bool = True
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """What a request asks of decoding besides sampling: a JSON constraint and logprobs."""
+
+    format: str | dict[str, Any] | None = None  # None, "json" (any object) or a JSON Schema
+    logprobs: bool = False
+    top_logprobs: int = 0  # alternatives per token (0..20), only with `logprobs`
+    # Where a thinking model's answer starts, for the constraint (the runner fills it in):
+    # "" at once, "maybe" after a think block the model may open, "open" after the one the prompt
+    # opened. The constraint applies once `</think>` has been generated.
+    thinking: str = ""
+
+
+@dataclass
+class TokenLogprob:
+    """One generated token's log-probability under the model (and, if asked, the most likely
+    alternatives at its position, most likely first)."""
+
+    token: str
+    logprob: float
+    bytes: bytes
+    top: list[TokenLogprob] = field(default_factory=list)
 
 
 @dataclass
@@ -150,17 +179,31 @@ class GenJob:
     spec: PromptSpec
     options: Options
     prompting: ModelPrompting = field(default_factory=ModelPrompting)
+    decoding: Decoding = field(default_factory=Decoding)
     want_context: bool = False  # return prompt+answer ids (generate's `context`)
     render_only: bool = False  # `_debug_render_only`: return the rendered prompt, do not generate
     split_thinking: bool = False  # route `<think>...</think>` to Step.thinking
 
 
 @dataclass
+class ParsedToolCall:
+    """A tool call taken out of the model's output: `index` counts the calls of one answer."""
+
+    index: int
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass
 class Step:
-    """A piece of a generation stream; the last one has `done` and the metrics."""
+    """A piece of a generation stream; the last one has `done` and the metrics.
+
+    A step carrying `tool_calls` carries no text: clients get calls in chunks of their own.
+    """
 
     text: str = ""
     thinking: str = ""
+    tool_calls: list[ParsedToolCall] | None = None
     done: bool = False
     done_reason: str = ""
     prompt_eval_count: int = 0
@@ -169,6 +212,7 @@ class Step:
     eval_duration: int = 0
     context: list[int] | None = None
     rendered: str | None = None  # render-only requests
+    logprobs: list[TokenLogprob] | None = None  # the tokens this step completes, when asked
     cached_tokens: int = 0  # prompt tokens reused from the prompt cache (final step; metrics only)
 
 
@@ -199,8 +243,9 @@ class LoadSpec:
     name: str  # the name as displayed (e.g. "llama3.2:latest")
     digest: str  # manifest digest: a re-created model under the same name is reloaded
     path: Path  # model directory the backend loads
-    backend: str = "mlx-lm"
+    backend: str = "mlx-lm"  # the model's default_backend ("auto" lets the server choose)
     context_length: int = 4096  # the window requests get by default (reported by /api/ps)
+    needs: frozenset[str] = frozenset({"completion"})  # what its backend must serve
 
 
 @dataclass(frozen=True)
@@ -212,3 +257,4 @@ class RunningModel:
     size: int
     expires_at: float  # wall-clock seconds; math.inf = never
     context_length: int
+    backend: str = ""  # the backend holding it

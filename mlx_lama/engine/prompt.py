@@ -8,12 +8,13 @@ our Go-template interpreter, a Jinja one by the tokenizer's chat-template machin
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from mlx_lama.api.errors import BadRequest
-from mlx_lama.backends.base import LoadedModel
+from mlx_lama.api.errors import ApiError, BadRequest
+from mlx_lama.backends.base import BadInput, PromptModel, Unavailable, VisionModel
 from mlx_lama.engine import gotemplate
 from mlx_lama.engine.params import ModelPrompting, Options, PromptSpec
+from mlx_lama.engine.thinking import strip_thinking
 from mlx_lama.vocab import FIM_MARKERS
 
 # Rendered in place of `.Response`; the prompt ends where the answer would begin.
@@ -27,6 +28,7 @@ class Prompt:
     text: str
     ids: list[int]
     truncated: bool = False
+    media: Any = None  # a vision model's image tensors, for its generate()
 
 
 def is_jinja(template: str) -> bool:
@@ -34,12 +36,17 @@ def is_jinja(template: str) -> bool:
     return "{%" in template
 
 
-def fim_style(model: LoadedModel) -> tuple[str, str, str] | None:
+def fim_style(model: PromptModel) -> tuple[str, str, str] | None:
     """The FIM markers this model's vocabulary has, if any."""
     for style in FIM_MARKERS:
         if all(model.has_token(t) for t in style):
             return style
     return None
+
+
+def _think(spec: PromptSpec) -> dict[str, Any]:
+    """`.Think`/`.ThinkLevel` of a Go template: `true` is level "medium", as Ollama's ThinkValue."""
+    return {"think": spec.think, "think_level": "medium" if spec.think is True else ""}
 
 
 def _go_render(template: str, **data: Any) -> str:
@@ -51,7 +58,7 @@ def _go_render(template: str, **data: Any) -> str:
     return text if cut < 0 else text[:cut]
 
 
-def _encode(model: LoadedModel, text: str, *, from_chat_template: bool) -> list[int]:
+def _encode(model: PromptModel, text: str, *, from_chat_template: bool) -> list[int]:
     # A chat template writes the BOS token itself; encoding its output with special tokens would
     # add a second one. Raw text gets the tokenizer's framing unless it already starts with BOS.
     if from_chat_template:
@@ -60,7 +67,7 @@ def _encode(model: LoadedModel, text: str, *, from_chat_template: bool) -> list[
     return model.encode(text, special=not (bos and text.startswith(bos)))
 
 
-def _render_messages(spec: PromptSpec, model: LoadedModel, prompting: ModelPrompting,
+def _render_messages(spec: PromptSpec, model: PromptModel, prompting: ModelPrompting,
                      messages: list[dict[str, Any]]) -> str:
     template = spec.template or prompting.template
     if template and not is_jinja(template):
@@ -71,7 +78,7 @@ def _render_messages(spec: PromptSpec, model: LoadedModel, prompting: ModelPromp
 def _render_go_chat(template: str, messages: list[dict[str, Any]], spec: PromptSpec) -> str:
     tmpl = gotemplate.parse(template)
     if "Messages" in tmpl.variables():
-        return _go_render(template, messages=messages, tools=spec.tools, think=spec.think)
+        return _go_render(template, messages=messages, tools=spec.tools, **_think(spec))
     # A template without .Messages describes one turn: render it per user turn, with the answer
     # already given for past turns, and cut the last one where the new answer begins.
     system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
@@ -87,7 +94,7 @@ def _render_go_chat(template: str, messages: list[dict[str, Any]], spec: PromptS
     for i, (user, answer) in enumerate(turns):
         last = i == len(turns) - 1
         data: dict[str, Any] = {"system": system if i == 0 else "", "prompt": user,
-                                "tools": spec.tools, "think": spec.think}
+                                "tools": spec.tools, **_think(spec)}
         if last:
             out.append(_go_render(template, **data))
         else:
@@ -100,22 +107,33 @@ def chat_messages(spec: PromptSpec, prompting: ModelPrompting) -> list[dict[str,
     messages = list(spec.messages)
     if spec.kind == "generate":
         messages = [{"role": "user", "content": spec.prompt}]
+        if spec.images:
+            messages[0]["images"] = spec.images
     system = spec.system or prompting.system
     head: list[dict[str, Any]] = []
     if system and not (messages and messages[0]["role"] == "system"):
         head.append({"role": "system", "content": system})
-    return head + list(prompting.messages) + messages
+    out = head + list(prompting.messages) + messages
+    if spec.strip_past_thinking:
+        # Ollama's filterThinkTags (qwen3, deepseek-r1): reasoning written into the content of
+        # assistant turns before the last user message is dropped from the history.
+        last_user = max((i for i, m in enumerate(out) if m["role"] == "user"), default=-1)
+        out = [dict(m, content=strip_thinking(m.get("content") or ""))
+               if m["role"] == "assistant" and i < last_user else m for i, m in enumerate(out)]
+    return out
 
 
-def render(spec: PromptSpec, model: LoadedModel, prompting: ModelPrompting, opts: Options) -> Prompt:
+def render(spec: PromptSpec, model: PromptModel, prompting: ModelPrompting, opts: Options) -> Prompt:
     """Render and tokenize a request, fitting it into `opts.num_ctx`."""
+    if spec.images or any(m.get("images") for m in spec.messages):
+        return _render_with_images(spec, model, prompting, opts)
     if spec.kind == "generate" and spec.suffix:
         return _fit(_render_fim(spec, model, prompting), spec, opts)
     if spec.kind == "generate" and spec.raw:
         return _fit(Prompt(spec.prompt, _encode(model, spec.prompt, from_chat_template=False)), spec, opts)
     if spec.kind == "generate" and spec.template and not is_jinja(spec.template):
         text = _go_render(spec.template, system=spec.system or prompting.system, prompt=spec.prompt,
-                          think=spec.think)
+                          **_think(spec))
         return _fit(Prompt(text, _with_context(spec, model, _encode(model, text, from_chat_template=False))),
                     spec, opts)
 
@@ -135,13 +153,43 @@ def render(spec: PromptSpec, model: LoadedModel, prompting: ModelPrompting, opts
     return fitted
 
 
-def _chat_prompt(spec: PromptSpec, model: LoadedModel, prompting: ModelPrompting,
+def _render_with_images(spec: PromptSpec, model: PromptModel, prompting: ModelPrompting,
+                        opts: Options) -> Prompt:
+    """A prompt with images: the model's chat template places one placeholder per image, which
+    the model's processor expands into the image's tokens (so they count in the window)."""
+    if not hasattr(model, "prepare_images"):
+        raise BadRequest("this model does not support image input")
+    template = spec.template or prompting.template
+    if spec.raw or spec.suffix or (template and not is_jinja(template)):
+        raise BadRequest("images need the model's chat template: they cannot be used with raw, "
+                         "suffix or a Go TEMPLATE")
+    messages = chat_messages(spec, prompting)
+    if any(m.get("images") and m["role"] != "user" for m in messages):
+        raise BadRequest("images are only supported on user messages")
+    text = _render_messages(spec, model, prompting, messages)
+    images = [image for m in messages for image in m.get("images") or []]
+    try:
+        ids, media = cast(VisionModel, model).prepare_images(text, images)
+    except BadInput as exc:
+        raise BadRequest(str(exc)) from None
+    except Unavailable as exc:
+        raise ApiError(str(exc)) from None
+    ids = _with_context(spec, model, ids)
+    # Cutting into an image's tokens would break it, and old turns may hold the images asked
+    # about: a prompt with images that does not fit is an error rather than truncated.
+    if len(ids) > opts.num_ctx:
+        raise BadRequest(f"the input length ({len(ids)} tokens, images included) exceeds the context "
+                         f"length ({opts.num_ctx} tokens)")
+    return Prompt(text, ids, media=media)
+
+
+def _chat_prompt(spec: PromptSpec, model: PromptModel, prompting: ModelPrompting,
                  messages: list[dict[str, Any]], go: bool) -> Prompt:
     text = _render_messages(spec, model, prompting, messages)
     return Prompt(text, _with_context(spec, model, _encode(model, text, from_chat_template=not go)))
 
 
-def _with_context(spec: PromptSpec, model: LoadedModel, ids: list[int]) -> list[int]:
+def _with_context(spec: PromptSpec, model: PromptModel, ids: list[int]) -> list[int]:
     """Prepend generate's deprecated `context`; the continuation must not restart with BOS."""
     if not spec.context:
         return ids
@@ -155,7 +203,7 @@ def _with_context(spec: PromptSpec, model: LoadedModel, ids: list[int]) -> list[
     return list(spec.context) + ids
 
 
-def _render_fim(spec: PromptSpec, model: LoadedModel, prompting: ModelPrompting) -> Prompt:
+def _render_fim(spec: PromptSpec, model: PromptModel, prompting: ModelPrompting) -> Prompt:
     template = spec.template or prompting.template
     if template and not is_jinja(template) and "Suffix" in gotemplate.parse(template).variables():
         text = _go_render(template, system=spec.system or prompting.system, prompt=spec.prompt,

@@ -19,16 +19,22 @@ import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from mlx_lama.api.errors import ApiError, BadRequest
-from mlx_lama.backends.base import (Backend, Batch, Cancelled, EmbeddingModel, InputTooLong,
-                                    LoadedModel, ModelLost)
-from mlx_lama.engine import prompt as prompting
+from mlx_lama.backends.base import (
+    Batch,
+    Cancelled,
+    EmbeddingModel,
+    InProcessBackend,
+    InputTooLong,
+    LoadedModel,
+    ModelLost,
+)
 from mlx_lama.engine.batching import BatchLoop
 from mlx_lama.engine.failures import RUNNER_STOPPED, describe, failure
 from mlx_lama.engine.params import EmbedJob, EmbedResult, GenJob, Step
-from mlx_lama.engine.sequence import Emit, Plan, SeqStream
+from mlx_lama.engine.sequence import Emit, Plan, SeqStream, plan_job
 from mlx_lama.engine.workers import Workers
 
 log = logging.getLogger("mlx_lama.runner")
@@ -40,10 +46,39 @@ class LoadError(ApiError):
     """The model could not be loaded (500, as Ollama's runner failures)."""
 
 
+class ModelRunner(Protocol):
+    """A loaded model as the scheduler drives it: in process (Runner, one MLX thread that
+    batches) or in a server process of its own (engine/remote.py's RemoteRunner)."""
+
+    label: str
+    memory_bytes: int
+    num_parallel: int
+    lost: bool  # the backend lost the model for good (ModelLost): the scheduler loads it afresh
+
+    @property
+    def batch(self) -> Batch | None:
+        """The in-process continuous batch (None: served serially, or by a server process)."""
+
+    async def start(self) -> None:
+        """Load the model; raises LoadError (or the backend's ApiError)."""
+
+    async def stop(self) -> None:
+        """Free the model (and its thread or process)."""
+
+    def stream(self, job: GenJob) -> AsyncIterator[Step]:
+        """Run a generation job; leaving early cancels it."""
+
+    async def embed(self, job: EmbedJob) -> EmbedResult:
+        """Run an embedding job."""
+
+    def abort_all(self, message: str) -> None:
+        """End every stream with an error line."""
+
+
 class Runner:
     """A model in memory and its thread."""
 
-    def __init__(self, backend: Backend, path: Path, label: str, *, num_parallel: int = 1,
+    def __init__(self, backend: InProcessBackend, path: Path, label: str, *, num_parallel: int = 1,
                  prompt_cache_bytes: int = 0, workers: Workers | None = None) -> None:
         self.backend = backend
         self.path = path
@@ -236,27 +271,8 @@ class Runner:
         return cast(LoadedModel, self._model)
 
     def _plan(self, job: GenJob, emit: Emit) -> Plan | None:
-        """Render the prompt and settle the token limit; answers at once (returning None) for
-        render-only jobs and prompts that leave no room to generate."""
-        model = self._generator()
-        opts = job.options
-        prompt = prompting.render(job.spec, model, job.prompting, opts)
-        if job.render_only:
-            emit(Step(done=True, done_reason="stop", rendered=prompt.text))
-            return None
-        ids = prompt.ids
-        room = opts.num_ctx - len(ids)
-        limit = opts.num_predict if opts.num_predict >= 0 else None
-        if not job.spec.shift:
-            limit = room if limit is None else min(limit, room)
-        shift_window = None
-        if job.spec.shift and (limit is None or limit > room):
-            # Generation may outgrow the window: let the KV cache rotate (Ollama's context shift).
-            shift_window = opts.num_ctx
-        if limit is not None and limit <= 0:
-            emit(Step(done=True, done_reason="length", prompt_eval_count=len(ids)))
-            return None
-        return Plan(job, prompt, limit, shift_window)
+        """Render the prompt and settle the token limit (None: already answered)."""
+        return plan_job(job, self._generator(), emit)
 
     def _run(self, job: GenJob, emit: Emit, cancel: threading.Event) -> None:
         """Serve one job alone with `stream_generate` (models that cannot batch)."""
@@ -277,9 +293,12 @@ class Runner:
         if resume is not None and limit is not None:
             limit -= len(resume)
         self.prompt_tokens_evaluated += len(ids)
+        # Only a prompt with images carries media, and only vision models (never batched) take it.
+        media = {"media": plan.prompt.media} if plan.prompt.media is not None else {}
         for step in model.generate(ids, plan.job.options,
                                    max_tokens=-1 if limit is None else limit,
-                                   max_kv_size=plan.shift_window, cancelled=seq.cancel.is_set):
-            if seq.feed(step.token, step.text, step.finish_reason):
+                                   max_kv_size=plan.shift_window, cancelled=seq.cancel.is_set,
+                                   decoding=plan.decoding, **media):
+            if seq.feed(step.token, step.text, step.finish_reason, step.logprob):
                 break
         seq.finish()

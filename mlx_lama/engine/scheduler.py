@@ -15,23 +15,27 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from typing import cast
 
 from mlx_lama.api.errors import ServiceUnavailable, queue_full
-from mlx_lama.backends.base import Backend
+from mlx_lama.backends.base import Backend, InProcessBackend, RemoteBackend
 from mlx_lama.config import Config
 from mlx_lama.engine.params import EmbedJob, EmbedResult, GenJob, LoadSpec, RunningModel, Step
-from mlx_lama.engine.runner import LoadError, Runner
+from mlx_lama.engine.remote import RemoteRunner
+from mlx_lama.engine.runner import ModelRunner, Runner
+from mlx_lama.engine.selection import choose
 from mlx_lama.engine.workers import Workers
 
 log = logging.getLogger("mlx_lama.scheduler")
 
-RunnerFactory = Callable[[Backend, LoadSpec], Runner]
+RunnerFactory = Callable[[Backend, LoadSpec], ModelRunner]
 
 
 @dataclass(eq=False)
 class _Slot:
     spec: LoadSpec
-    runner: Runner
+    runner: ModelRunner
+    backend: str
     keep_alive: float
     refs: int = 0
     expires_at: float = math.inf
@@ -93,11 +97,16 @@ class Scheduler:
             if release is not None:
                 release()
 
-    def _default_runner(self, backend: Backend, spec: LoadSpec) -> Runner:
-        return Runner(backend, spec.path, spec.name, num_parallel=self.config.num_parallel,
+    def _default_runner(self, backend: Backend, spec: LoadSpec) -> ModelRunner:
+        # A backend with a server process of its own batches by itself: each request streams
+        # to it as its own task. In-process models run on their one MLX thread.
+        if isinstance(backend, RemoteBackend):
+            return RemoteRunner(backend, spec.path, spec.name, num_parallel=self.config.num_parallel)
+        return Runner(cast(InProcessBackend, backend), spec.path, spec.name,
+                      num_parallel=self.config.num_parallel,
                       prompt_cache_bytes=self.config.prompt_cache_bytes, workers=self._workers)
 
-    def runner(self, name: str) -> Runner | None:
+    def runner(self, name: str) -> ModelRunner | None:
         """The runner of a loaded model, by key or display name (tests inspect its batch)."""
         for key, slot in self._slots.items():
             if name in (key, slot.spec.name):
@@ -153,11 +162,9 @@ class Scheduler:
             return await self._load(spec, keep_alive)
 
     async def _load(self, spec: LoadSpec, keep_alive: float | None) -> _Slot:
-        backend = self.backends.get(spec.backend)
-        if backend is None:
-            raise LoadError(f"unknown backend {spec.backend!r}")
+        backend = choose(spec.backend, self.config.backend, spec.needs, self.backends)
         runner = self._runner_factory(backend, spec)
-        log.info("loading %s from %s", spec.name, spec.path)
+        log.info("loading %s from %s on %s", spec.name, spec.path, backend.name)
         loading = asyncio.ensure_future(runner.start())
         try:
             await asyncio.shield(loading)
@@ -167,12 +174,13 @@ class Scheduler:
             with contextlib.suppress(Exception):
                 await loading
             if loading.done() and not loading.cancelled() and loading.exception() is None:
-                self._start_expiry(self._register(spec, runner, keep_alive))
+                self._start_expiry(self._register(spec, runner, backend.name, keep_alive))
             raise
-        return self._register(spec, runner, keep_alive)
+        return self._register(spec, runner, backend.name, keep_alive)
 
-    def _register(self, spec: LoadSpec, runner: Runner, keep_alive: float | None) -> _Slot:
-        slot = _Slot(spec, runner, self._keep(keep_alive))
+    def _register(self, spec: LoadSpec, runner: ModelRunner, backend: str,
+                  keep_alive: float | None) -> _Slot:
+        slot = _Slot(spec, runner, backend, self._keep(keep_alive))
         self._slots[spec.key] = slot
         return slot
 
@@ -241,10 +249,10 @@ class Scheduler:
             if not math.isfinite(slot.keep_alive):
                 expires = math.inf
             out.append(RunningModel(slot.spec.name, slot.spec.digest, slot.runner.memory_bytes,
-                                    expires, slot.spec.context_length))
+                                    expires, slot.spec.context_length, slot.backend))
         return sorted(out, key=lambda r: r.expires_at, reverse=True)
 
-    def loaded(self) -> list[tuple[str, Runner]]:
+    def loaded(self) -> list[tuple[str, ModelRunner]]:
         """Each loaded model's display name and runner (read by /metrics)."""
         return [(slot.spec.name, slot.runner) for slot in self._slots.values()]
 

@@ -22,7 +22,8 @@ from mlx_lama.api.errors import ApiError
 from mlx_lama.api.types import VersionResponse
 from mlx_lama.config import Config
 from mlx_lama.engine.scheduler import Scheduler
-from mlx_lama.server import access_log, embeddings, generation, models
+from mlx_lama.engine.selection import check_server_backend
+from mlx_lama.server import access_log, anthropic_routes, embeddings, generation, models, openai_routes
 from mlx_lama.server.common import Services
 from mlx_lama.server.cors import OriginPolicy
 from mlx_lama.server.metrics import Metrics
@@ -71,7 +72,12 @@ ROUTES = [
     Route("/api/delete", models.delete, methods=["DELETE"]),
     Route("/api/blobs/{digest}", blobs, methods=["HEAD", "POST"]),
     Route("/api/import", models.import_ollama, methods=["POST"]),  # ours: Ollama installations
+    Route("/v1/chat/completions", openai_routes.chat_completions, methods=["POST"]),
+    Route("/v1/completions", openai_routes.completions, methods=["POST"]),
     Route("/v1/embeddings", embeddings.openai_embeddings, methods=["POST"]),
+    Route("/v1/models", openai_routes.list_models, methods=["GET"]),
+    Route("/v1/models/{model:path}", openai_routes.retrieve_model, methods=["GET"]),
+    Route("/v1/messages", anthropic_routes.messages, methods=["POST"]),
     Route("/metrics", metrics_endpoint, methods=["GET"]),  # ours: Prometheus
 ]
 
@@ -148,16 +154,19 @@ class _Server(uvicorn.Server):
             timer.cancel()
 
 
-def build(config: Config, backends: Mapping[str, Backend] | None = None) -> tuple[Starlette, Scheduler]:
-    """The production app: the store under OLLAMA_MODELS, the mlx-lm and embedding backends
-    (`backends` replaces some by name: tests inject faults through it)."""
-    from mlx_lama.backends.embed import EmbedBackend
-    from mlx_lama.backends.mlx_lm import MlxLmBackend
+def build(config: Config, replace: Mapping[str, Backend] | None = None) -> tuple[Starlette, Scheduler]:
+    """The production app: the store under OLLAMA_MODELS, every backend of the catalog (`replace`
+    swaps some by name: tests inject faults through it).
 
+    Raises BackendUnavailable when the server's backend (--backend, MLX_LAMA_BACKEND) is unknown
+    or not installed: better at start-up than at the first request.
+    """
+    from mlx_lama.backends import catalog
+
+    backends = {**catalog.create_all(config), **(replace or {})}
+    check_server_backend(config.backend, backends)
     store = Store(config.models_dir)
-    chosen: dict[str, Backend] = {"mlx-lm": MlxLmBackend(), "mlx-embeddings": EmbedBackend()}
-    chosen.update(backends or {})
-    scheduler = Scheduler(config, chosen)
+    scheduler = Scheduler(config, backends)
     return create_app(config, store, scheduler), scheduler
 
 
@@ -166,7 +175,8 @@ def serve(config: Config) -> None:
     logging.basicConfig(level=logging.DEBUG if config.debug else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app, scheduler = build(config)
-    log.info("mlx-lama listening on %s (models in %s)", config.host.url(), config.models_dir)
+    log.info("mlx-lama listening on %s (models in %s, backend %s)", config.host.url(), config.models_dir,
+             config.backend)
     log.info("API key %s; Host check %s; extra allowed origins: %s",
              "required" if config.api_key else "off (set MLX_LAMA_API_KEY to require one)",
              "on" if listens_on_loopback(config.host.host) else "off (not listening on loopback)",

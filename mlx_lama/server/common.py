@@ -66,14 +66,16 @@ def think_value(value: Any) -> bool | str | None:
                             'or false)')
 
 
-def check_images(images: list[str] | None) -> None:
-    """Images must be standard base64 (no data-URL prefix), as Ollama decodes them."""
+def check_images(images: list[str] | None) -> list[bytes]:
+    """Images must be standard base64 (no data-URL prefix), as Ollama decodes them: their bytes."""
+    out = []
     for image in images or []:
         try:
-            base64.b64decode(image, validate=True)
+            out.append(base64.b64decode(image, validate=True))
         except (binascii.Error, ValueError):
             pos = next((i for i, ch in enumerate(image) if not (ch.isalnum() or ch in "+/=")), 0)
             raise errors.BadRequest(f"illegal base64 data at input byte {pos}") from None
+    return out
 
 
 def parse_model_name(text: str) -> Name:
@@ -104,9 +106,13 @@ def base_options(entry: ModelEntry, config: Config) -> Options:
 
 def load_spec(store: Store, entry: ModelEntry, opts: Options) -> LoadSpec:
     """What the scheduler needs to load `entry`."""
+    caps = entry.config.get("capabilities", [])
+    # What its backend must serve: a generation backend that cannot read images does not take
+    # over a vision model, nor one that cannot embed an embedding model.
+    needs = {"embedding"} if "embedding" in caps else {"completion"} | ({"vision"} & set(caps))
     return LoadSpec(key="/".join(entry.name.key()), name=entry.name.display(), digest=entry.digest,
-                    path=store.model_dir(entry), backend=entry.config.get("backend", "mlx-lm"),
-                    context_length=opts.num_ctx)
+                    path=store.model_dir(entry), backend=entry.config.get("backend", "auto"),
+                    context_length=opts.num_ctx, needs=frozenset(needs))
 
 
 def details(entry: ModelEntry) -> ModelDetails:
@@ -132,6 +138,6 @@ def require_completion(entry: ModelEntry, requested: str, what: str) -> None:
 
 
 def require_vision(entry: ModelEntry) -> None:
-    """Images need a vision model (the wording of Ollama's MLX engine)."""
+    """Images need a vision model: 400 in the wording of Ollama's MLX engine, for generate and chat."""
     if "vision" not in entry.config.get("capabilities", []):
         raise errors.BadRequest("this model does not support image input")

@@ -17,21 +17,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mlx_lama.api import errors
-from mlx_lama.api.types import (
-    EmbeddingRequest,
-    EmbeddingResponse,
-    EmbedRequest,
-    EmbedResponse,
-    OpenAIEmbedding,
-    OpenAIEmbeddingList,
-    OpenAIEmbeddingRequest,
-    OpenAIEmbeddingUsage,
-    OpenAIError,
-    OpenAIErrorBody,
-)
+from mlx_lama.api import openai_types as oa
+from mlx_lama.api.types import EmbeddingRequest, EmbeddingResponse, EmbedRequest, EmbedResponse
 from mlx_lama.engine.params import EmbedJob, parse_options
 from mlx_lama.server import common, observe
-from mlx_lama.server.streams import json_response, unless_disconnected
+from mlx_lama.server.openai_routes import openai_error
+from mlx_lama.server.streams import errors_as, json_response, unless_disconnected
 from mlx_lama.store.store import ModelEntry
 
 
@@ -135,32 +126,24 @@ async def embeddings(request: Request) -> Response:
 # ---------------------------------------------------------------- OpenAI
 
 
-def openai_error(exc: errors.ApiError) -> Response:
-    """An ApiError in OpenAI's envelope (type by status, as Ollama's middleware)."""
-    kind = {400: "invalid_request_error", 404: "not_found_error"}.get(exc.status, "api_error")
-    return json_response(OpenAIError(OpenAIErrorBody(message=exc.message, type=kind)), exc.status)
-
-
+@errors_as(openai_error)
 async def openai_embeddings(request: Request) -> Response:
     """POST /v1/embeddings: OpenAI's request onto /api/embed's path."""
-    try:
-        req = await common.read(request, OpenAIEmbeddingRequest)
-        fmt = req.encoding_format or "float"
-        if fmt not in ("float", "base64"):
-            raise errors.BadRequest(f"Invalid value for 'encoding_format' = {fmt}. "
-                                    "Supported values: ['float', 'base64'].")
-        texts_in = [""] if req.input == "" else req.input
-        if texts_in is None or texts_in == []:
-            raise errors.BadRequest("invalid input")
-        texts = _inputs(texts_in)
-        if not req.model.strip():
-            raise errors.model_not_found(req.model)
-        entry = _entry(request, req.model)
-        out = await run_embed(request, entry, texts, truncate=True, options=None, keep_alive=None)
-    except errors.ApiError as exc:
-        return openai_error(exc)
+    req = await common.read(request, oa.EmbedRequest)
+    fmt = req.encoding_format or "float"
+    if fmt not in ("float", "base64"):
+        raise errors.BadRequest(f"Invalid value for 'encoding_format' = {fmt}. "
+                                "Supported values: ['float', 'base64'].")
+    texts_in = [""] if req.input == "" else req.input
+    if texts_in is None or texts_in == []:
+        raise errors.BadRequest("invalid input")
+    texts = _inputs(texts_in)
+    if not req.model.strip():
+        raise errors.model_not_found(req.model)
+    entry = _entry(request, req.model)
+    out = await run_embed(request, entry, texts, truncate=True, options=None, keep_alive=req.keep_alive)
     rows = finish(out.vectors, req.dimensions)
-    data = [OpenAIEmbedding(embedding=base64.b64encode(row.astype("<f4").tobytes()).decode()
-                            if fmt == "base64" else row, index=i) for i, row in enumerate(rows)]
-    usage = OpenAIEmbeddingUsage(out.prompt_eval_count, out.prompt_eval_count)
-    return json_response(OpenAIEmbeddingList(data=data, model=req.model, usage=usage))
+    data = [oa.Embedding(embedding=base64.b64encode(row.astype("<f4").tobytes()).decode()
+                         if fmt == "base64" else row, index=i) for i, row in enumerate(rows)]
+    usage = oa.EmbeddingUsage(out.prompt_eval_count, out.prompt_eval_count)
+    return json_response(oa.EmbeddingList(data=data, model=req.model, usage=usage))

@@ -8,6 +8,9 @@ second code path); the OpenAI and Anthropic routes translate the same chunks.
 
 from __future__ import annotations
 
+import json
+import secrets
+import string
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -17,8 +20,29 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mlx_lama.api import errors
-from mlx_lama.api.types import ChatRequest, ChatResponse, GenerateRequest, GenerateResponse, Message, now_utc
-from mlx_lama.engine.params import GenJob, ModelPrompting, Options, PromptSpec, Step, parse_options
+from mlx_lama.api.types import (
+    ChatRequest,
+    ChatResponse,
+    GenerateRequest,
+    GenerateResponse,
+    Logprob,
+    Message,
+    TokenLogprob,
+    ToolCall,
+    ToolCallFunction,
+    now_utc,
+)
+from mlx_lama.engine import params
+from mlx_lama.engine.params import (
+    Decoding,
+    GenJob,
+    ModelPrompting,
+    Options,
+    ParsedToolCall,
+    PromptSpec,
+    Step,
+    parse_options,
+)
 from mlx_lama.server import common, observe
 from mlx_lama.server.streams import json_response, ndjson, unless_disconnected
 from mlx_lama.store.store import ModelEntry
@@ -35,31 +59,80 @@ class _Call:
     keep_alive: float | None
 
 
-def _unsupported(fmt: Any, logprobs: bool, top_logprobs: int) -> None:
-    """Refuse what this build cannot honour yet instead of silently ignoring it."""
+def _check_top_logprobs(top_logprobs: int) -> None:
+    """Ollama checks this first of all, before even the model name."""
     if not 0 <= top_logprobs <= 20:
         raise errors.BadRequest("top_logprobs must be between 0 and 20")
-    if fmt not in (None, ""):
-        if fmt != "json" and not isinstance(fmt, dict):
-            raise errors.ApiError(f'invalid format: "{fmt}"; expected "json" or a valid JSON Schema object')
-        raise errors.BadRequest("format (structured output) is not supported by this mlx-lama yet")
-    if logprobs or top_logprobs:
-        raise errors.BadRequest("logprobs are not supported by this mlx-lama yet")
 
 
-def _think(entry: ModelEntry, value: Any, requested_name: str) -> bool | None:
-    """Ollama's thinking rules: on by default for thinking models, an error on others."""
+def _decoding(fmt: Any, logprobs: bool, top_logprobs: int) -> Decoding:
+    """`format`, `logprobs` and `top_logprobs` as the engine takes them, checked as Ollama does
+    (a bad `format` only once the model is known, as Ollama's runner reports it).
+
+    A schema is only compiled on the model's runner (it needs the tokenizer); one the constraint
+    library cannot compile is a 400 from there, before the first chunk.
+    """
+    if fmt == "":
+        fmt = None
+    if fmt is not None and fmt != "json" and not isinstance(fmt, dict):
+        raise errors.ApiError(
+            f'invalid format: {_go_quote(fmt)}; expected "json" or a valid JSON Schema object')
+    # As in Ollama, top_logprobs only applies when logprobs is asked for.
+    return Decoding(format=fmt, logprobs=logprobs, top_logprobs=top_logprobs if logprobs else 0)
+
+
+def _go_quote(value: Any) -> str:
+    """How Ollama's `%q` shows the raw JSON of a bad `format` (e.g. `"\"yaml\""`, `"42"`)."""
+    return json.dumps(json.dumps(value, separators=(",", ":"), ensure_ascii=False), ensure_ascii=False)
+
+
+def _wire_logprobs(entries: list[params.TokenLogprob] | None) -> list[Logprob] | None:
+    """Engine logprob entries as Ollama's wire objects."""
+    if not entries:
+        return None
+    return [Logprob(token=e.token, logprob=e.logprob, bytes=list(e.bytes) or None,
+                    top_logprobs=[TokenLogprob(token=t.token, logprob=t.logprob, bytes=list(t.bytes) or None)
+                                  for t in e.top] or None)
+            for e in entries]
+
+
+def _joined_logprobs(logprobs: list[list[Logprob] | None]) -> list[Logprob] | None:
+    """The logprobs of every chunk, in order (a folded `stream: false` answer)."""
+    return [lp for chunk in logprobs for lp in chunk or []] or None
+
+
+def _think(entry: ModelEntry, value: Any, requested_name: str) -> bool | str | None:
+    """Ollama's thinking rules: on by default for thinking models (a level is kept: templates
+    read it), an error when asked of others (`false` is accepted everywhere)."""
     think = common.think_value(value)
     thinks = "thinking" in entry.config.get("capabilities", [])
     if think not in (None, False) and not thinks:
         raise errors.BadRequest(f'"{requested_name}" does not support thinking')
-    if not thinks:
+    if think is None and thinks:
+        return True
+    return think
+
+
+def _strips_past_thinking(entry: ModelEntry) -> bool:
+    """Ollama drops old reasoning from the history of qwen3-family and deepseek-r1 models."""
+    return entry.config.get("model_family") == "qwen3" or entry.name.model.lower() == "deepseek-r1"
+
+
+_ID_CHARS = string.ascii_lowercase + string.digits
+
+
+def _tool_calls(calls: list[ParsedToolCall] | None) -> list[ToolCall] | None:
+    """Wire tool calls, each with a fresh id `call_` + 8 lowercase alphanumerics (as Ollama's)."""
+    if not calls:
         return None
-    return think is not False
+    return [ToolCall(id="call_" + "".join(secrets.choice(_ID_CHARS) for _ in range(8)),
+                     function=ToolCallFunction(index=c.index, name=c.name, arguments=c.arguments))
+            for c in calls]
 
 
 def _prepare(request: Request, entry: ModelEntry, options: dict[str, Any] | None,
              spec: PromptSpec, keep_alive: float | None, **job: Any) -> _Call:
+    """The call of a validated request: options layered over the model's, its prompting."""
     svc = common.services(request)
     opts: Options = parse_options(options, common.base_options(entry, svc.config))
     prompting = ModelPrompting(template=entry.template, system=entry.system, messages=entry.messages)
@@ -150,8 +223,8 @@ async def generate_reply(request: Request, req: GenerateRequest) -> Reply[Genera
     keep = common.keep_alive(req.keep_alive)
     if req.raw and (req.template or req.system or req.context):
         raise errors.BadRequest("raw mode does not support template, system, or context")
-    _unsupported(req.format, req.logprobs, req.top_logprobs)
-    common.check_images(req.images)
+    _check_top_logprobs(req.top_logprobs)
+    images = common.check_images(req.images)
     svc = common.services(request)
     entry = common.find_model(svc.store, req.model)
     common.require_completion(entry, req.model, "generate")
@@ -164,16 +237,17 @@ async def generate_reply(request: Request, req: GenerateRequest) -> Reply[Genera
         return await _load_or_unload(request, entry, keep, lambda reason: GenerateResponse(
             model=req.model, created_at=now_utc(), done=True, done_reason=reason))
 
+    decoding = _decoding(req.format, req.logprobs, req.top_logprobs)
     spec = PromptSpec("generate", prompt=req.prompt, system=req.system, suffix=req.suffix,
                       raw=req.raw, template=req.template, think=think, context=req.context,
-                      truncate=req.truncate is not False, shift=req.shift is not False)
+                      images=images, truncate=req.truncate is not False, shift=req.shift is not False)
     call = _prepare(request, entry, req.options, spec, keep, want_context=not req.raw,
-                    render_only=req.debug_render_only, split_thinking=bool(think))
+                    render_only=req.debug_render_only, split_thinking=bool(think), decoding=decoding)
 
     def chunk(step: Step) -> GenerateResponse:
         out = GenerateResponse(model=req.model, created_at=now_utc(), response=step.text,
                                thinking=step.thinking, done=step.done, done_reason=step.done_reason,
-                               context=step.context)
+                               context=step.context, logprobs=_wire_logprobs(step.logprobs))
         if step.rendered is not None:
             out.debug_info = {"rendered_template": step.rendered}
         return out
@@ -186,6 +260,7 @@ def fold_generate(chunks: list[GenerateResponse]) -> GenerateResponse:
     final = chunks[-1]
     final.response = "".join(c.response for c in chunks)
     final.thinking = "".join(c.thinking for c in chunks)
+    final.logprobs = _joined_logprobs([c.logprobs for c in chunks])
     return final
 
 
@@ -195,18 +270,32 @@ async def generate(request: Request) -> Response:
     return await _serve(request, await generate_reply(request, req), req.stream, fold_generate)
 
 
-def _message_dict(m: Message) -> dict[str, Any]:
-    """A message as chat templates expect it."""
-    out: dict[str, Any] = {"role": m.role, "content": m.content}
-    if m.thinking:
-        out["reasoning_content"] = m.thinking
-    if m.tool_calls:
-        out["tool_calls"] = [{"type": "function", "id": c.id or None, "function": {
-            "name": c.function.name, "arguments": c.function.arguments}} for c in m.tool_calls]
-    if m.tool_name:
-        out["name"] = out["tool_name"] = m.tool_name
-    if m.tool_call_id:
-        out["tool_call_id"] = m.tool_call_id
+def _message_dicts(messages: list[Message], images: list[list[bytes]]) -> list[dict[str, Any]]:
+    """Messages as chat templates expect them (Jinja and Go alike), each with its images as bytes
+    (placed by a vision backend).
+
+    A tool result names its tool by `tool_name` or by `tool_call_id`; an id alone is resolved
+    to the name of the earlier call it answers, since templates print the name.
+    """
+    names: dict[str, str] = {}
+    out = []
+    for m, pictures in zip(messages, images, strict=True):
+        d: dict[str, Any] = {"role": m.role, "content": m.content}
+        if pictures:
+            d["images"] = pictures
+        if m.thinking:
+            d["reasoning_content"] = d["thinking"] = m.thinking
+        if m.tool_calls:
+            d["tool_calls"] = [{"type": "function", "id": c.id or None, "function": {
+                "index": c.function.index, "name": c.function.name,
+                "arguments": c.function.arguments}} for c in m.tool_calls]
+            names.update((c.id, c.function.name) for c in m.tool_calls if c.id)
+        tool_name = m.tool_name or names.get(m.tool_call_id, "")
+        if tool_name:
+            d["name"] = d["tool_name"] = tool_name
+        if m.tool_call_id:
+            d["tool_call_id"] = m.tool_call_id
+        out.append(d)
     return out
 
 
@@ -215,15 +304,14 @@ async def chat_reply(request: Request, req: ChatRequest) -> Reply[ChatResponse]:
     if not req.model.strip():
         raise errors.BadRequest("model is required")
     keep = common.keep_alive(req.keep_alive)
-    _unsupported(req.format, req.logprobs, req.top_logprobs)
+    _check_top_logprobs(req.top_logprobs)
     messages = req.messages or []
-    for m in messages:
-        common.check_images(m.images)
+    images = [common.check_images(m.images) for m in messages]
     svc = common.services(request)
     entry = common.find_model(svc.store, req.model)
     common.require_completion(entry, req.model, "chat")
     think = _think(entry, req.think, req.model)
-    if any(m.images for m in messages):
+    if any(images):
         common.require_vision(entry)
     if req.tools:
         common.require(entry, "tools")
@@ -232,16 +320,20 @@ async def chat_reply(request: Request, req: ChatRequest) -> Reply[ChatResponse]:
             model=req.model, created_at=now_utc(), message=Message(role="assistant"), done=True,
             done_reason=reason))
 
+    decoding = _decoding(req.format, req.logprobs, req.top_logprobs)
     tools = [{"type": t.type, "function": t.function} for t in req.tools] if req.tools else None
-    spec = PromptSpec("chat", messages=[_message_dict(m) for m in messages], tools=tools,
-                      think=think, truncate=req.truncate is not False, shift=req.shift is not False)
+    spec = PromptSpec("chat", messages=_message_dicts(messages, images), tools=tools, think=think,
+                      strip_past_thinking=_strips_past_thinking(entry),
+                      truncate=req.truncate is not False, shift=req.shift is not False)
     call = _prepare(request, entry, req.options, spec, keep, render_only=req.debug_render_only,
-                    split_thinking=bool(think))
+                    split_thinking=bool(think), decoding=decoding)
 
     def chunk(step: Step) -> ChatResponse:
         out = ChatResponse(model=req.model, created_at=now_utc(),
-                           message=Message(role="assistant", content=step.text, thinking=step.thinking),
-                           done=step.done, done_reason=step.done_reason)
+                           message=Message(role="assistant", content=step.text, thinking=step.thinking,
+                                           tool_calls=_tool_calls(step.tool_calls)),
+                           done=step.done, done_reason=step.done_reason,
+                           logprobs=_wire_logprobs(step.logprobs))
         if step.rendered is not None:
             out.debug_info = {"rendered_template": step.rendered}
         return out
@@ -250,10 +342,12 @@ async def chat_reply(request: Request, req: ChatRequest) -> Reply[ChatResponse]:
 
 
 def fold_chat(chunks: list[ChatResponse]) -> ChatResponse:
-    """A chat stream as one object: the final chunk with the whole message."""
+    """A chat stream as one object: the final chunk with the whole message and every tool call."""
     final = chunks[-1]
     final.message.content = "".join(c.message.content for c in chunks)
     final.message.thinking = "".join(c.message.thinking for c in chunks)
+    final.message.tool_calls = [t for c in chunks for t in c.message.tool_calls or []] or None
+    final.logprobs = _joined_logprobs([c.logprobs for c in chunks])
     return final
 
 

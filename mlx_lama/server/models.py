@@ -14,10 +14,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mlx_lama.api import errors
-from mlx_lama.api.types import (CopyRequest, CreateRequest, ImportRequest, ListModelResponse,
-                                ListResponse, Message,
-                                ModelRequest, ProcessModelResponse, ProcessResponse, ProgressResponse,
-                                ShowResponse, local_time)
+from mlx_lama.api.types import (
+    CopyRequest,
+    CreateRequest,
+    ImportRequest,
+    ListModelResponse,
+    ListResponse,
+    Message,
+    ModelRequest,
+    ProcessModelResponse,
+    ProcessResponse,
+    ProgressResponse,
+    ShowResponse,
+    local_time,
+)
 from mlx_lama.engine import gotemplate
 from mlx_lama.engine.params import Options, parse_options
 from mlx_lama.engine.prompt import is_jinja
@@ -78,6 +88,7 @@ async def show(request: Request) -> Response:
         model_info=info,
         capabilities=entry.config.get("capabilities"),
         modified_at=local_time(entry.modified),
+        requires=entry.config.get("requires", ""),
     )
     if req.verbose:
         resp.tensors = [{"name": name, "type": meta.get("dtype", ""), "shape": meta.get("shape", [])}
@@ -97,7 +108,7 @@ async def ps(request: Request) -> Response:
             name=running.name, model=running.name, size=running.size, digest=running.digest,
             details=common.details(entry) if entry else ProcessModelResponse().details,
             expires_at=local_time(expires), size_vram=running.size,  # unified memory: all of it "GPU"
-            context_length=running.context_length))
+            context_length=running.context_length, backend=running.backend))
     return json_response(ProcessResponse(models=out))
 
 
@@ -180,6 +191,14 @@ async def create_model(request: Request) -> Response:
         raise errors.BadRequest("neither 'from' or 'files' was specified")
     if req.adapters:
         raise errors.BadRequest("adapters are not supported by this mlx-lama yet")
+    for key, value, what in (("draft_files", req.draft_files, "speculative-decoding draft models"),
+                             ("draft_quantize", req.draft_quantize, "speculative-decoding draft models"),
+                             ("remote_host", req.remote_host, "remote (cloud) models"),
+                             ("renderer", req.renderer, "Ollama's built-in renderers"),
+                             ("parser", req.parser, "Ollama's built-in parsers"),
+                             ("info", req.info, "model info overrides")):
+        if value:
+            raise errors.BadRequest(f"{key}: {what} are not supported by mlx-lama")
     quantize = req.quantize or req.quantization or None
     if req.parameters:
         parse_options(req.parameters, Options())  # same checks and messages as a request's options
@@ -196,7 +215,7 @@ async def create_model(request: Request) -> Response:
         name=name, base=base, files=req.files, template=req.template or None,
         system=req.system or None, parameters=req.parameters,
         messages=[{"role": m.role, "content": m.content} for m in req.messages] if req.messages else None,
-        license=_license(req.license), quantize=quantize)
+        license=_license(req.license), quantize=quantize, requires=req.requires or None)
 
     return await _progress(request, req.stream, _statuses(lambda: create(svc.store, spec)))
 

@@ -35,6 +35,7 @@ class CreateSpec:
     messages: list[dict[str, Any]] | None = None
     license: list[str] = field(default_factory=list)
     quantize: str | None = None  # Ollama level name, e.g. "q4_K_M"
+    requires: str | None = None  # the Ollama version the model needs (kept, shown by /api/show)
 
 
 def check_file_name(name: str) -> str:
@@ -103,6 +104,9 @@ def create(store: Store, spec: CreateSpec) -> Iterator[str]:
     template = store.blob_path(parts[mf.TEMPLATE].digest).read_text() if mf.TEMPLATE in parts else ""
     paths = {rel: store.blob_path(layer.digest) for rel, layer in files.items()}
     config = describe(paths, template)
+    requires = spec.requires or (spec.base.config.get("requires") if spec.base is not None else None)
+    if requires:
+        config["requires"] = requires
     config_layer = store.put_bytes(json.dumps(config, sort_keys=True).encode())
     manifest = Manifest(
         Layer(mf.CONFIG, config_layer.digest, config_layer.size),

@@ -137,17 +137,48 @@ def is_embedding_model(config: dict[str, Any], *, pooled: bool = False) -> bool:
     return config.get("model_type") in ENCODER_TYPES or any(a in ENCODER_CLASSES for a in archs)
 
 
+# Where vision towers and projectors keep their weights, across the architectures mlx-vlm runs
+# (LLaVA, Qwen-VL, Gemma 3, Mistral 3, Idefics/SmolVLM, Phi-3-vision), in HF and MLX naming.
+VISION_WEIGHTS = {"vision_tower", "visual", "vision_model", "vision_encoder", "multi_modal_projector",
+                  "mm_projector", "vision_embed_tokens"}
+
+
+def has_vision(config: dict[str, Any], headers: list[dict[str, Any]]) -> bool:
+    """Whether the model reads images: a `vision_config`, and the vision tower's weights really
+    present (mlx_lm.convert keeps the config of a vision model but drops the tower)."""
+    if not isinstance(config.get("vision_config"), dict):
+        return False
+    return any(VISION_WEIGHTS.intersection(name.split(".")[:3]) for h in headers for name in h)
+
+
 def capabilities(*, vocab: set[str], chat_template: str, go_template: str,
-                 embedding: bool = False) -> list[str]:
-    """What the model can do, in Ollama's capability names."""
+                 embedding: bool = False, vision: bool = False) -> list[str]:
+    """What the model can do, in Ollama's capability names.
+
+    `go_template` is the Modelfile TEMPLATE (Go, or a Jinja template overriding the model's):
+    when set, it is what prompts are rendered with, so `tools` and `thinking` follow it. A Jinja
+    template supports tools when it reads `tools`; thinking comes from the vocabulary or the
+    template (Ollama's tests: both think tags, or Qwen/DeepSeek's split at `</think>`).
+    """
     if embedding:
         return ["embedding"]
+    template = go_template or chat_template
+    go = bool(go_template) and "{%" not in go_template
+    tags = (THINK_OPEN, THINK_CLOSE)
+    vocab_thinks = all(t in vocab for t in tags)
     caps = ["completion"]
-    if "tools" in chat_template or ".Tools" in go_template:
+    if vision:  # Ollama lists it right after completion
+        caps.append("vision")
+    if (".Tools" in template) if go else ("tools" in template):
         caps.append("tools")
     if ".Suffix" in go_template or any(all(t in vocab for t in style) for style in FIM_MARKERS):
         caps.append("insert")
-    if all(t in vocab for t in (THINK_OPEN, THINK_CLOSE)):
+    if go:
+        thinks = ".Think" in template and (vocab_thinks or all(t in template for t in tags))
+    else:
+        thinks = vocab_thinks or all(t in template for t in tags) or (
+            f"content.split('{THINK_CLOSE}')" in template or f'content.split("{THINK_CLOSE}")' in template)
+    if thinks:
         caps.append("thinking")
     return caps
 

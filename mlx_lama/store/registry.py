@@ -28,6 +28,7 @@ from pathlib import Path
 
 import yaml
 
+from mlx_lama.backends import catalog
 from mlx_lama.config import Config
 from mlx_lama.names import (
     DEFAULT_HOST,
@@ -52,8 +53,8 @@ __all__ = [
 
 DEFAULT_BACKEND = "mlx-lm"
 DEFAULT_REVISION = "main"
-# mlx-lm runs in-process, vllm-mlx is a supervised server, mlx-embeddings serves /api/embed.
-BACKENDS = frozenset({"mlx-lm", "vllm-mlx", "mlx-embeddings"})
+# The backends of mlx_lama/backends/catalog.py, and auto: the server picks (engine/selection.py).
+BACKENDS = frozenset(catalog.NAMES) | {catalog.AUTO}
 
 _ENTRY_KEYS = ("repo", "default_backend", "revision")
 _TOP_KEYS = ("models",)

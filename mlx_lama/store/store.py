@@ -379,6 +379,7 @@ def describe(files: dict[str, Path], go_template: str) -> dict[str, Any]:
     vocab = model_info.tokenizer_vocab(files.get("tokenizer.json"))
     text = {**config, **(config.get("text_config") or {})}
     embedding = model_info.is_embedding_model(config, pooled=model_info.has_pooling_module(files))
+    vision = not embedding and model_info.has_vision(config, headers)
     return {
         "model_format": "safetensors",
         "model_family": arch,
@@ -390,7 +391,9 @@ def describe(files: dict[str, Path], go_template: str) -> dict[str, Any]:
         "context_length": int(text.get("max_position_embeddings") or 0),
         "embedding_length": int(text.get("hidden_size") or 0),
         "capabilities": model_info.capabilities(vocab=vocab, chat_template=chat_template,
-                                                go_template=go_template, embedding=embedding),
-        # Encoders run on our embedding backend (named as the alias registry names it).
-        "backend": "mlx-embeddings" if embedding else "mlx-lm",
+                                                go_template=go_template, embedding=embedding,
+                                                vision=vision),
+        # Encoders run on our embedding backend (named as the alias registry names it), vision
+        # models on mlx-vlm (which falls back to mlx-lm, text only, when it is not installed).
+        "backend": "mlx-embeddings" if embedding else "mlx-vlm" if vision else "mlx-lm",
     }

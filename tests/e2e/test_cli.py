@@ -6,6 +6,7 @@ stats block, token counts), tables and sections for their exact layout.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -155,8 +156,18 @@ def test_run_thinking_flags(server: LiveServer) -> None:
 def test_run_errors_are_one_line(server: LiveServer) -> None:
     r = cli(server, "run", "tiny-short", "hi", "--keepalive", "5")
     assert (r.returncode, r.stderr) == (1, 'Error: time: missing unit in duration "5"\n')
+    r = cli(server, "run", "tiny-short", "hi", "--format", "yaml")
+    assert r.returncode == 1 and r.stderr.startswith("Error: invalid format: ") and r.stderr.count("\n") == 1
+
+
+def test_run_format_json_prints_json(server: LiveServer) -> None:
     r = cli(server, "run", "tiny-short", "hi", "--format", "json")
-    assert r.returncode == 1 and r.stderr.startswith("Error: ") and r.stderr.count("\n") == 1
+    assert r.returncode == 0, r.stderr
+    assert isinstance(json.loads(r.stdout), dict)  # num_predict 8: the constraint closes it in time
+    schema = '{"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}'
+    r = cli(server, "run", "tiny-short", "hi", "--format", schema)  # raw JSON, as Ollama's CLI sends it
+    assert r.returncode == 0, r.stderr
+    assert isinstance(json.loads(r.stdout)["ok"], bool)
 
 
 def test_ps_and_stop(server: LiveServer) -> None:
@@ -315,14 +326,32 @@ def test_version(server: LiveServer) -> None:
                                            f"mlx-lama version is {__version__} (Ollama API {OLLAMA_COMPAT_VERSION})\n"))
 
 
-def test_backends() -> None:
-    r = cli("127.0.0.1:1", "backends")  # needs no server
+def test_backends(tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HOME=str(tmp_path), MLX_LAMA_VLLM_MLX=str(tmp_path / "none"),
+               OLLAMA_NUM_PARALLEL="4")
+    r = subprocess.run([sys.executable, "-m", "mlx_lama", "backends"], env=env, capture_output=True,
+                       text=True, timeout=60, check=False)  # needs no server
     assert r.returncode == 0
     assert re.match(r"NAME {14}KIND {10}AVAILABLE {4}STATUS", r.stdout)
     assert re.search(r"^mlx-lm {12}in-process {4}yes {10}installed", r.stdout, re.MULTILINE)
     assert re.search(r"^mlx-embeddings {4}in-process {4}yes {10}installed", r.stdout, re.MULTILINE)
     assert re.search(r"^vllm-mlx {10}subprocess {4}no {11}not installed", r.stdout, re.MULTILINE)
     assert "GGUF import" in r.stdout
+    assert ("    serves: completion, insert, thinking, tools; continuous batching: yes; prefix cache: yes; "
+            "per-request seeds: no; max concurrency: 4\n") in r.stdout
+    assert f"    to install: '{tmp_path / 'none'}' (MLX_LAMA_VLLM_MLX or --vllm-mlx) holds no" in r.stdout
+
+
+@pytest.mark.parametrize("args, error", [
+    (["backends", "install"], "Error: usage: mlx-lama backends install vllm-mlx [--dir DIR]\n"),
+    (["backends", "install", "mlx-lm"],
+     "Error: only vllm-mlx is installed this way (the others are Python packages of mlx-lama's own "
+     "environment: 'mlx-lama backends' says how to get each)\n"),
+    (["backends", "list", "x"], "Error: 'backends list' takes no further arguments\n"),
+], ids=" ".join)
+def test_backends_usage_errors(args: list[str], error: str) -> None:
+    r = cli("127.0.0.1:1", *args)
+    assert (r.returncode, r.stderr) == (1, error)
 
 
 def test_no_arguments_prints_help() -> None:

@@ -26,7 +26,9 @@ N = 8  # tokens per generation: small, and enough to compare streamed and non-st
 GREEDY = {"temperature": 0, "num_predict": N, "seed": 7}
 HI = [{"role": "user", "content": "Why is the sky blue?"}]
 DURATIONS = ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration")
-ARCH = {"default": "llama", "qwen3": "qwen3", "fim": "qwen2", "q4": "llama", "embed": "bert"}  # conftest's TINY
+# conftest's TINY roles -> architecture
+ARCH = {"default": "llama", "qwen3": "qwen3", "fim": "qwen2", "q4": "llama", "embed": "bert",
+        "tools": "qwen2", "thinker": "qwen3", "think-tools": "qwen3", "llama-tools": "llama"}
 
 
 def client_for(server: Any) -> ollama.Client:

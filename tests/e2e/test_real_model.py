@@ -3,8 +3,10 @@ through /api/create exactly as `ollama create` sends a GGUF, then asked a questi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
+import jsonschema
 import ollama
 import pytest
 
@@ -42,3 +44,13 @@ def test_capital_of_france_is_paris(smollm2: ollama.Client) -> None:
     assert "Paris" in resp.message.content
     assert resp.done_reason in ("stop", "length")
     assert resp.eval_count and resp.prompt_eval_count
+
+
+def test_structured_output_gives_valid_json_with_the_right_answer(smollm2: ollama.Client) -> None:
+    schema = {"type": "object", "properties": {"capital": {"type": "string"}}, "required": ["capital"]}
+    resp = smollm2.chat(model=NAME, messages=[{"role": "user", "content": "What is the capital of France?"}],
+                        format=schema, options={"temperature": 0, "num_predict": 24})
+    answer = json.loads(resp.message.content)
+    jsonschema.validate(answer, schema)
+    assert "Paris" in answer["capital"]
+    assert resp.done_reason == "stop"  # the model ended the document itself

@@ -14,6 +14,8 @@ FORBIDDEN = {
     "mlx": lambda rel: not rel.startswith("backends/"),
     "mlx_lm": lambda rel: not rel.startswith("backends/"),
     "transformers": lambda rel: not rel.startswith("backends/"),
+    "mlx_vlm": lambda rel: rel != "backends/mlx_vlm.py",
+    "PIL": lambda rel: rel != "backends/mlx_vlm.py",
     "starlette": lambda rel: not rel.startswith("server/"),
     "uvicorn": lambda rel: not rel.startswith("server/"),
     "sse_starlette": lambda rel: not rel.startswith("server/"),

@@ -163,6 +163,7 @@ def test_user_file_overrides_and_adds(tmp_path: Path) -> None:
           Llama3.2:1B: {repo: mlx-community/Llama-3.2-1B-Instruct-8bit}
           my-coder: {repo: me/my-coder-mlx, default_backend: vllm-mlx, revision: v2}
           mlx-community/Qwen3-0.6B-4bit: {repo: me/qwen-fork}
+          any-engine: {repo: me/any, default_backend: auto}
         """,
     )
     reg = Registry.load(user)
@@ -170,11 +171,12 @@ def test_user_file_overrides_and_adds(tmp_path: Path) -> None:
     assert reg.resolve(parse_name("llama3.2:1b")) == Resolved("mlx-community/Llama-3.2-1B-Instruct-8bit")
     assert reg.resolve(parse_name("my-coder")) == Resolved("me/my-coder-mlx", "v2", "vllm-mlx")
     assert reg.resolve(parse_name("MY-CODER:latest")) == Resolved("me/my-coder-mlx", "v2", "vllm-mlx")
+    assert reg.resolve(parse_name("any-engine")) == Resolved("me/any", backend="auto")
     # The table wins over the org/repo reading, so users can redirect any name.
     assert reg.resolve(parse_name("mlx-community/Qwen3-0.6B-4bit")) == Resolved("me/qwen-fork")
     # Untouched built-ins remain; the override replaces rather than duplicates.
     assert reg.resolve(parse_name("qwen3")) == builtin.resolve(parse_name("qwen3"))
-    assert len(reg.entries()) == len(builtin.entries()) + 2
+    assert len(reg.entries()) == len(builtin.entries()) + 3
     assert "Llama3.2:1B" in reg.entries() and "llama3.2:1b" not in reg.entries()
 
 
@@ -245,7 +247,7 @@ ERRORS = [
         "bad-backend",
         "models:\n  a: {repo: a/b}\n  b:\n    repo: c/d\n    default_backend: llama.cpp\n",
         3,
-        "unknown default_backend 'llama.cpp' (expected one of: mlx-embeddings, mlx-lm, vllm-mlx)",
+        "unknown default_backend 'llama.cpp' (expected one of: auto, mlx-embeddings, mlx-lm, mlx-vlm, vllm-mlx)",
     ),
     ("bad-revision", "models:\n  a: {repo: a/b, revision: '../x'}\n", 2, "invalid revision '../x'"),
     ("entry-not-mapping", "models:\n  a: a/b\n", 2, "entry 'a' must be a mapping"),

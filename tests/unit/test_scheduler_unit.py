@@ -8,9 +8,21 @@ from typing import Any
 
 import pytest
 
+from mlx_lama.backends import catalog
+from mlx_lama.backends.base import Availability
 from mlx_lama.config import Config
 from mlx_lama.engine.params import LoadSpec
 from mlx_lama.engine.scheduler import Scheduler
+
+
+class FakeBackend:
+    """Installed, serves text; its runners are FakeRunners."""
+
+    name = "mlx-lm"
+    capabilities = catalog.MLX_LM
+
+    def availability(self) -> Availability:
+        return Availability(True)
 
 
 class FakeRunner:
@@ -41,7 +53,7 @@ def spec(name: str = "m") -> LoadSpec:
 
 def make(delay: float = 0.2, **config: Any) -> Scheduler:
     FakeRunner.loads = FakeRunner.stops = 0
-    return Scheduler(Config(**config), {"mlx-lm": object()},  # type: ignore[dict-item]
+    return Scheduler(Config(**config), {"mlx-lm": FakeBackend()},
                      runner_factory=lambda backend, s: FakeRunner(delay))  # type: ignore[arg-type,return-value]
 
 

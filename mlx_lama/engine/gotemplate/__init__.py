@@ -19,5 +19,7 @@ from mlx_lama.engine.gotemplate.execute import Template, parse
 from mlx_lama.engine.gotemplate.gofmt import Struct
 from mlx_lama.engine.gotemplate.ollama import render_prompt, template_messages, template_tools
 from mlx_lama.engine.gotemplate.parser import TemplateError
+from mlx_lama.engine.gotemplate.tooltag import tool_call_tag
 
-__all__ = ["TemplateError", "Template", "Struct", "parse", "render_prompt", "template_messages", "template_tools"]
+__all__ = ["TemplateError", "Template", "Struct", "parse", "render_prompt", "template_messages",
+           "template_tools", "tool_call_tag"]
