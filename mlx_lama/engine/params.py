@@ -116,6 +116,8 @@ def parse_options(raw: Mapping[str, Any] | None, base: Options) -> Options:
             log.warning("invalid option provided: %s", key)
     if "num_ctx" in changes:
         changes["num_ctx"] = max(MIN_NUM_CTX, changes["num_ctx"])
+    if changes.get("repeat_penalty", 1.0) < 0:  # a divisor of logits: below 0 it means nothing
+        raise BadRequest('option "repeat_penalty" must not be negative')
     return dataclasses.replace(base, **changes, explicit=base.explicit | changes.keys())
 
 

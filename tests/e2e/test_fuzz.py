@@ -23,6 +23,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from mlx_lama.api import anthropic_types as an
+from mlx_lama.api import openai_types as oa
 from mlx_lama.api import types as wire_types
 from mlx_lama.config import Config
 from mlx_lama.engine.params import HARDWARE_HINTS, NEUTRAL, Options
@@ -43,9 +45,11 @@ BODY_TYPES: dict[str, type] = {
     "/api/show": wire_types.ModelRequest, "/api/pull": wire_types.ModelRequest,
     "/api/delete": wire_types.ModelRequest, "/api/copy": wire_types.CopyRequest,
     "/api/create": wire_types.CreateRequest, "/api/import": wire_types.ImportRequest,
-    "/v1/embeddings": wire_types.OpenAIEmbeddingRequest,
+    "/v1/embeddings": oa.EmbedRequest, "/v1/chat/completions": oa.ChatCompletionRequest,
+    "/v1/completions": oa.CompletionRequest, "/v1/messages": an.MessagesRequest,
 }
 MODELS = ["tiny-llama:latest", "tiny-qwen3", "tiny-bert:latest", "tiny-coder:latest"]
+BASES = {m.split(":")[0] for m in MODELS}  # a name without its tag names the model too
 KEEPER = "keeper:latest"  # never named by the fuzzer: the health check after the run uses it
 OPTION_KEYS = [f.name for f in dataclasses.fields(Options)] + list(HARDWARE_HINTS) + list(NEUTRAL)
 MAX_TOKENS = 8  # generations the fuzzer starts on real models are capped so the run stays short
@@ -112,6 +116,10 @@ VALID: dict[str, dict[str, Any]] = {
     "/api/show": {"model": "tiny-llama:latest", "verbose": True},
     "/api/create": {"model": "fuzzed:latest", "from": "tiny-llama:latest"},
     "/api/copy": {"source": "tiny-llama:latest", "destination": "fuzz-copy:latest"},
+    "/v1/chat/completions": {"model": "tiny-qwen3", "messages": [{"role": "user", "content": "hi"}]},
+    "/v1/completions": {"model": "tiny-llama", "prompt": "hi"},
+    "/v1/messages": {"model": "tiny-qwen3", "max_tokens": 8,
+                     "messages": [{"role": "user", "content": "hi"}]},
 }
 numbers = (st.integers() | huge_numbers | st.floats(allow_nan=False, allow_infinity=False)
            | st.sampled_from([0.5, 1.0, 1.5, -0.5, 5, 100, 4096, 2**31 - 1]))
@@ -130,17 +138,23 @@ def mutated(draw: st.DrawFn, path: str) -> dict[str, Any]:
     return body
 
 
+def _small(n: Any) -> bool:
+    """Whether `n` is a wrong type (to be refused) or a small enough count (to be honoured)."""
+    return not isinstance(n, (int, float)) or isinstance(n, bool) or 0 <= n <= MAX_TOKENS
+
+
 def _capped(body: Any) -> Any:
     """Cap generations on real models (wrong types are left alone: they must be refused)."""
-    if not isinstance(body, dict) or body.get("model") not in MODELS:
+    if not isinstance(body, dict) or str(body.get("model")).split(":")[0] not in BASES:
         return body
+    for key in ("max_tokens", "max_completion_tokens"):  # the /v1 dialects' limits
+        if key not in body or not _small(body[key]):
+            body[key] = MAX_TOKENS
     opts = body.get("options")
     if opts is None:
         opts = body["options"] = {}
     if isinstance(opts, dict):
-        n = opts.get("num_predict")
-        if n is None or (isinstance(n, (int, float)) and not isinstance(n, bool)
-                         and not 0 <= n <= MAX_TOKENS):
+        if opts.get("num_predict") is None or not _small(opts["num_predict"]):
             opts["num_predict"] = MAX_TOKENS
     body.pop("keep_alive", None)  # reloading after every example would only slow the run down
     return body
@@ -172,7 +186,8 @@ def check_answer(client: httpx.Client, method: str, url: str, content: bytes) ->
         kind = r.headers.get("content-type", "")
     text = "\n".join(lines)
     if r.status_code == 500:
-        message = json.loads(text)["error"]
+        error = json.loads(text)["error"]  # Ollama's string, or OpenAI's or Anthropic's object
+        message = error["message"] if isinstance(error, dict) else error
         assert any(p.match(message) for p in ALLOWED_500), f"500 {message!r} for {content[:300]!r}"
     else:
         assert r.status_code < 500, (r.status_code, text[:500], content[:300])

@@ -111,6 +111,9 @@ class FaultyBackend:
         self.faults = faults or Faults()
         self._inner = MlxLmBackend()
 
+    def __getattr__(self, name: str) -> Any:  # capabilities, availability, release_thread, ...
+        return getattr(self._inner, name)
+
     def load(self, path: Path) -> Any:
         """Load for real, unless a load fault is armed."""
         with self.faults.lock:
