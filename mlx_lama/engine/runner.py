@@ -104,6 +104,11 @@ class Runner:
         self.lost = False
         self._gate = threading.Lock()
 
+    @property
+    def running(self) -> bool:
+        """Whether its thread is still at work on this model (False once the model is freed)."""
+        return self._finished is not None and not self._finished.is_set()
+
     # ------------------------------------------------------------ event-loop side
 
     async def start(self) -> None:

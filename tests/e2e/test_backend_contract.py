@@ -55,7 +55,7 @@ class Served:
     def holds_resources(self, runner: Any) -> bool:
         """Whether an unloaded runner still holds its model: a live thread, or live processes."""
         if self.backend == "mlx-lm":
-            return bool(runner._thread.is_alive() or runner._model is not None)
+            return bool(runner.running or runner._model is not None)
         pgid = runner.model.supervisor.pid
         try:
             os.killpg(pgid, 0)
