@@ -76,6 +76,23 @@ def mlx_active() -> int:
     return int(mx.get_active_memory())
 
 
+class CountingBackend:
+    """The mlx-lm backend, counting loads (the churn this benchmark is after)."""
+
+    def __init__(self) -> None:
+        from mlx_lama.backends.mlx_lm import MlxLmBackend
+
+        self.inner = MlxLmBackend()
+        self.loads = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def load(self, path: Path) -> Any:
+        self.loads += 1
+        return self.inner.load(path)
+
+
 # ---------------------------------------------------------------- the workload
 
 
@@ -238,7 +255,8 @@ def main() -> None:
         for name, arch in zip(MODELS, ("llama", "qwen2"), strict=True):
             import_model(store, name, build_tiny_model(Path(tmp) / arch, arch=arch))
         config = replace(Config.from_env({}), models_dir=store, max_loaded_models=1)
-        server = LiveServer(config).start()
+        counting = CountingBackend()
+        server = LiveServer(config, backends={"mlx-lm": counting}).start()
         try:
             cold = rss_bytes()
             soak = Soak(server.url, args.seed)
@@ -257,7 +275,8 @@ def main() -> None:
 
     done = sum(soak.kinds.values()) - 40
     print(f"\n{done} requests in {elapsed:.0f} s ({done / elapsed:.1f}/s), {args.clients} clients, "
-          f"OLLAMA_MAX_LOADED_MODELS=1; mix: {dict(sorted(soak.kinds.items()))}")
+          f"OLLAMA_MAX_LOADED_MODELS=1, {counting.loads} model loads (warm-up included)")
+    print(f"mix: {dict(sorted(soak.kinds.items()))}")
     print(f"RSS: cold {cold / 2**20:.1f} MiB, start {start['rss'] / 2**20:.1f}, middle "
           f"{middle['rss'] / 2**20:.1f}, end {end['rss'] / 2**20:.1f} MiB; end/start "
           f"{end['rss'] / start['rss']:.3f}, end/middle {end['rss'] / middle['rss']:.3f} (goal: within 5%)")

@@ -64,9 +64,13 @@ class MlxVlmBackend:
         try:
             model, processor = mlx_vlm.load(str(path))
         except BaseException:
-            clear_thread_streams()  # the runner thread ends here: leave no MLX streams behind
+            release_model_memory()  # whatever the failed load allocated
             raise
         return MlxVlmModel(model, processor)
+
+    def release_thread(self) -> None:
+        """The calling runner thread is about to exit: end its MLX streams."""
+        clear_thread_streams()
 
 
 def _text_only(path: Path, reason: str) -> TextOnlyModel:

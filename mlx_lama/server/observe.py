@@ -7,6 +7,7 @@ when the response is over, the record goes to the metrics and becomes one log li
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlx_lama.engine.params import Step
+
+log = logging.getLogger("mlx_lama.server")
 
 SCOPE_KEY = "mlx_lama.record"
 UNMATCHED = "unmatched"  # the route label of unknown paths (keeps the metrics' label set bounded)
@@ -116,4 +119,7 @@ class Observer:
             rec.total_ns = time.perf_counter_ns() - rec.started_ns
             rec.route = route_label(scope, self.routes)
             for sink in self.sinks:
-                sink(rec)
+                try:
+                    sink(rec)
+                except Exception:  # noqa: BLE001 - bookkeeping never fails a request
+                    log.exception("recording %s %s failed", rec.method, rec.route)
