@@ -165,7 +165,8 @@ def _decode_value(tp: Any, value: Any, struct: str, path: str) -> Any:
 
 def _no_constant(name: str) -> Any:
     # NaN and Infinity are not JSON; Python's parser takes them, Go's does not.
-    raise WireError(f"invalid character '{name[0] if name[0] != '-' else 'I'}' looking for beginning of value")
+    first = name.lstrip("-")[0]
+    raise WireError(f"invalid character '{first}' looking for beginning of value")
 
 
 def _float(text: str) -> float:

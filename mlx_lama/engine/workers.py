@@ -10,9 +10,12 @@ Reusing threads bounds that by the most models ever loaded at once. A thread's p
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Callable
+
+log = logging.getLogger("mlx_lama.runner")
 
 Task = tuple[Callable[[], None], str, threading.Event]
 IDLE = "mlx-worker (idle)"
@@ -56,13 +59,18 @@ class Workers:
                 fn, me.name, done = task
                 try:
                     fn()
+                except Exception:  # noqa: BLE001 - the thread must stay usable for the next task
+                    log.exception("%s failed", me.name)
                 finally:
                     me.name = IDLE
+                    # Idle before `done` is seen, so the next start() after it reuses this thread.
+                    with self._lock:
+                        closed = self._closed
+                        if not closed:
+                            self._idle.append(inbox)
                     done.set()
-                with self._lock:
-                    if self._closed:
-                        break
-                    self._idle.append(inbox)
+                if closed:
+                    break
                 task = inbox.get()
         finally:
             if self._on_exit is not None:

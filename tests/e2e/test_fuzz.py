@@ -240,6 +240,30 @@ def test_mutated_valid_bodies(server: LiveServer, client: httpx.Client, path: st
     check_answer(client, method, server.url + path, json.dumps(drawn).encode())
 
 
+@pytest.mark.parametrize("extra, status", [
+    ({"options": {"top_k": 1e30}}, 200),  # was std::bad_cast (500)
+    ({"options": {"top_k": 4096}}, 200),  # the whole vocabulary: mlx-lm refused it (500)
+    ({"options": {"seed": 1e30}}, 200),  # mx.random.key refused it (500)
+    ({"options": {"repeat_last_n": 1e12, "repeat_penalty": 1.5}}, 200),  # 32-bit slice (500)
+    ({"options": {"min_p": 5}}, 200),  # mlx-lm refused it (500)
+    ({"options": {"num_ctx": -5}}, 200),  # an empty prompt reached mlx-lm (500)
+    ({"options": {"num_ctx": 1e30}}, 200),
+    ({"options": {"repeat_penalty": -1}}, 400),  # mlx-lm refused it (500)
+    ({"context": [99999999999]}, 400),  # would index past the embedding table
+    ({"context": [-1]}, 400),
+], ids=["top_k-huge", "top_k-vocab", "seed-huge", "repeat_last_n-huge", "min_p-above-1",
+        "num_ctx-negative", "num_ctx-huge", "repeat_penalty-negative", "context-beyond-vocab",
+        "context-negative"])
+def test_odd_values_found_by_fuzzing(server: LiveServer, client: httpx.Client, extra: dict[str, Any],
+                                     status: int) -> None:
+    body = {"model": "tiny-llama:latest", "prompt": "hi", "stream": False, **extra}
+    body["options"] = {"num_predict": 3, **body.get("options", {})}
+    r = client.post(server.url + "/api/generate", json=body)
+    assert r.status_code == status, r.text
+    if status == 200:
+        assert r.json()["done"] is True
+
+
 @pytest.mark.parametrize("field", ["prompt", "system", "suffix", "template"])
 def test_enormous_strings(server: LiveServer, client: httpx.Client, field: str) -> None:
     """Megabytes of text in one field: refused or truncated, never a crash."""
