@@ -23,10 +23,9 @@ from typing import Any
 from mlx_lama.backends import catalog
 from mlx_lama.backends.base import Availability, BadInput, TokenStep, Unavailable
 from mlx_lama.backends.decoding import DecodingSupport
-from mlx_lama.backends.mlx_lm import MlxLmBackend, MlxLmModel, _logits_processors, _sampler, mlx_tool_syntax
+from mlx_lama.backends.mlx_lm import MlxLmBackend, MlxLmModel, MlxPrompter, _logits_processors, _sampler
 from mlx_lama.backends.threads import clear_thread_streams, release_model_memory, weight_bytes
 from mlx_lama.engine.params import Decoding, Options
-from mlx_lama.engine.toolcalls import ToolSyntax
 
 log = logging.getLogger("mlx_lama.vision")
 
@@ -122,31 +121,19 @@ def _content(message: dict[str, Any]) -> Any:
     return parts
 
 
-class MlxVlmModel:
-    """An mlx-vlm model and its processor."""
+class MlxVlmModel(MlxPrompter):
+    """An mlx-vlm model and its processor, whose tokenizer is the prompter's. That tokenizer is a
+    plain HF one, which picks no tool parser of its own: `tool_syntax()` is None and the engine
+    reads the syntax from the chat template."""
 
     def __init__(self, model: Any, processor: Any) -> None:
+        super().__init__(getattr(processor, "tokenizer", processor))
         self.model = model
         self.processor = processor
-        self.tokenizer = getattr(processor, "tokenizer", processor)
-        self.bos_token: str | None = getattr(self.tokenizer, "bos_token", None)
-        self._vocab: dict[str, int] = self.tokenizer.get_vocab()
         eos = getattr(model.config, "eos_token_id", None)
         eos = eos if isinstance(eos, list) else [eos]
         self._eos = {int(t) for t in [*eos, self.tokenizer.eos_token_id] if t is not None}
         self._support = DecodingSupport(self.tokenizer, self._eos)  # `format` and `logprobs`
-
-    def encode(self, text: str, *, special: bool) -> list[int]:
-        """Token ids of `text`."""
-        return list(self.tokenizer.encode(text, add_special_tokens=special))
-
-    def decode(self, ids: list[int]) -> str:
-        """Text of token ids."""
-        return str(self.tokenizer.decode(ids))
-
-    def has_token(self, token: str) -> bool:
-        """Whether `token` is a single vocabulary entry."""
-        return token in self._vocab
 
     def chat_template(self) -> str | None:
         """The processor's (or tokenizer's) Jinja chat template."""
@@ -172,11 +159,6 @@ class MlxVlmModel:
         turns = [{**{k: v for k, v in m.items() if k != "images"}, "content": _content(m)} for m in messages]
         return str(apply_chat_template(self.processor, self.model.config, turns,
                                        add_generation_prompt=True, **kwargs))
-
-    def tool_syntax(self, family: str | None = None) -> ToolSyntax | None:
-        """mlx-lm's parser of `family`; None for the model's own (mlx-vlm's tokenizer picks none,
-        so the engine reads the syntax from the chat template)."""
-        return mlx_tool_syntax(self.tokenizer, family)
 
     def prepare_images(self, text: str, images: list[bytes]) -> tuple[list[int], Any]:
         """The prompt's ids with each image placeholder expanded into its image tokens, and the

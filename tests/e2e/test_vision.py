@@ -223,6 +223,17 @@ def test_a_vision_model_still_answers_text(server: LiveServer) -> None:
 
 
 @needs_vlm
+def test_generate_context_continues_on_a_vision_model(server: LiveServer) -> None:
+    first = generate(server, prompt="Hello")
+    assert first["context"] and all(isinstance(t, int) for t in first["context"])
+    second = generate(server, prompt="And then?", context=first["context"])
+    assert second["prompt_eval_count"] > len(first["context"])
+    r = post(server, "/api/generate", {"model": VLM, "prompt": "x", "stream": False,
+                                       "context": [10**9]})
+    assert r.status_code == 400, r.text
+
+
+@needs_vlm
 def test_leaving_a_stream_frees_the_model(server: LiveServer) -> None:
     body = {"model": VLM, "prompt": "Tell me everything", "images": [WIDE],
             "options": {"temperature": 0, "num_predict": 100_000}}
