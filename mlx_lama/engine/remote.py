@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from mlx_lama.api.errors import ApiError, BadRequest
 from mlx_lama.backends.base import RemoteBackend, RemoteModel
 from mlx_lama.engine.params import EmbedJob, EmbedResult, GenJob, Step
-from mlx_lama.engine.runner import LoadError
+from mlx_lama.engine.runner import LoadError, until_done
 from mlx_lama.engine.sequence import SeqStream, plan_job
 
 log = logging.getLogger("mlx_lama.runner")
@@ -82,13 +82,8 @@ class RemoteRunner:
         task = asyncio.ensure_future(self._produce(job, out))
         self._active[task] = out
         try:
-            while True:
-                item = await out.get()
-                if isinstance(item, BaseException):
-                    raise item
+            async for item in until_done(out):
                 yield item
-                if item.done:
-                    return
         finally:
             self._active.pop(task, None)
             task.cancel()

@@ -42,6 +42,18 @@ log = logging.getLogger("mlx_lama.runner")
 Job = GenJob | EmbedJob
 
 
+async def until_done(out: asyncio.Queue[Any]) -> AsyncIterator[Any]:
+    """A job's items as its producer queues them, up to the one marked `done`; a queued
+    exception is raised instead (both runners' streams end this way)."""
+    while True:
+        item = await out.get()
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+        if item.done:
+            return
+
+
 class LoadError(ApiError):
     """The model could not be loaded (500, as Ollama's runner failures)."""
 
@@ -158,13 +170,8 @@ class Runner:
             self._jobs.put((job, emit, cancel))
         self._active[cancel] = emit
         try:
-            while True:
-                item = await out.get()
-                if isinstance(item, BaseException):
-                    raise item
+            async for item in until_done(out):
                 yield item
-                if item.done:
-                    return
         finally:
             cancel.set()
             self._active.pop(cancel, None)
