@@ -51,7 +51,8 @@ def main() -> int:
             model.close()
 
     seconds, tokens = run_isolated(direct)
-    print(f"in process, batch of {args.n}: {args.n / seconds:.2f} sentences/s, {tokens / seconds:.0f} tokens/s")
+    print(f"in process, batch of {args.n}: {args.n / seconds:.2f} sentences/s, "
+          f"{tokens / seconds:.0f} tokens/s")
     with tempfile.TemporaryDirectory() as root:
         import_model(Path(root), "all-minilm:latest", model_dir)
         server = LiveServer(Config(models_dir=Path(root))).start()
@@ -66,7 +67,8 @@ def main() -> int:
             start = time.perf_counter()
             for text in texts[:16]:
                 httpx.post(url, json={"model": "all-minilm", "input": text}, timeout=600)
-            print(f"/api/embed, one sentence per request: {16 / (time.perf_counter() - start):.2f} sentences/s")
+            rate = 16 / (time.perf_counter() - start)
+            print(f"/api/embed, one sentence per request: {rate:.2f} sentences/s")
         finally:
             server.stop()
     return 0

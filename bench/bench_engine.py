@@ -165,7 +165,8 @@ def mlx_lm_server(model: Path) -> Server:
 def _history(target: int, tokens_per_turn: int = 135) -> list[dict[str, str]]:
     """Alternating user/assistant turns of filler text, about `target` tokens in all (a turn is
     about 135 tokens with the tiny model's tokenizer; the figures print the real prompt size)."""
-    words = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "seven", "wise", "owls", "count", "stars"]
+    words = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "seven", "wise",
+             "owls", "count", "stars"]
     turn = " ".join(words[i % len(words)] for i in range(60))
     msgs: list[dict[str, str]] = [{"role": "system", "content": "You are a helpful assistant."}]
     turns = max(2, round(target / tokens_per_turn))
@@ -175,7 +176,8 @@ def _history(target: int, tokens_per_turn: int = 135) -> list[dict[str, str]]:
     return msgs
 
 
-def _ttft(client: httpx.Client, url: str, messages: list[dict[str, str]], num_ctx: int) -> tuple[float, dict[str, Any]]:
+def _ttft(client: httpx.Client, url: str, messages: list[dict[str, str]],
+          num_ctx: int) -> tuple[float, dict[str, Any]]:
     body = {"model": NAME, "messages": messages,
             "options": {"temperature": 0, "num_predict": 16, "num_ctx": num_ctx}}
     t = time.perf_counter()
@@ -224,7 +226,8 @@ def machine() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, help="MLX model directory (default: build a tiny one)")
     parser.add_argument("--tokens", type=int, default=128, help="new tokens per request")
     parser.add_argument("--runs", type=int, default=3, help="best of this many runs per figure")

@@ -104,7 +104,8 @@ def build_parser() -> CliParser:
         "message and license; or, with one flag, that one part as it is stored."))
     p.add_argument("model", metavar="MODEL", help="model name")
     group = p.add_mutually_exclusive_group()
-    for flag, what in zip(SHOW_FLAGS, ("license", "Modelfile", "parameters", "system message", "template")):
+    whats = ("license", "Modelfile", "parameters", "system message", "template")
+    for flag, what in zip(SHOW_FLAGS, whats, strict=True):
         group.add_argument(f"--{flag}", action="store_true", help=f"Show {what} of a model")
     p.add_argument("-v", "--verbose", action="store_true", help="Show detailed model information")
 

@@ -193,9 +193,10 @@ class Repl:
             self.show(args)
         elif line.startswith(("/help", "/?")):
             topic = args[1] if len(args) > 1 else ""
-            text = {"set": help_text.REPL_SET, "/set": help_text.REPL_SET, "show": help_text.REPL_SHOW,
-                    "/show": help_text.REPL_SHOW, "shortcut": help_text.REPL_SHORTCUTS,
-                    "shortcuts": help_text.REPL_SHORTCUTS}.get(topic, help_text.REPL_USAGE if not topic else "")
+            topics = {"set": help_text.REPL_SET, "/set": help_text.REPL_SET, "show": help_text.REPL_SHOW,
+                      "/show": help_text.REPL_SHOW, "shortcut": help_text.REPL_SHORTCUTS,
+                      "shortcuts": help_text.REPL_SHORTCUTS}
+            text = topics.get(topic, help_text.REPL_USAGE if not topic else "")
             sys.stderr.write(text)
         elif line.startswith(("/exit", "/bye")):
             return False

@@ -283,7 +283,8 @@ def run_command(client: Client, args: Any) -> int:
 
     if "embedding" in caps:
         if not opts.prompt:
-            raise CliError(f'embedding models require input text. Usage: mlx-lama run {opts.model} "your text here"')
+            raise CliError("embedding models require input text. "
+                           f'Usage: mlx-lama run {opts.model} "your text here"')
         truncate = None if args.truncate is None else args.truncate.lower() not in ("false", "0", "f")
         embed_once(client, opts.model, opts.prompt, opts.keep_alive, truncate, args.dimensions)
         return 0

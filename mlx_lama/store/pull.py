@@ -173,8 +173,12 @@ def _first_line(exc: BaseException) -> str:
 def _repo_files(endpoint: str, source: Source, token: str | None) -> tuple[str, list[RemoteFile]]:
     """The commit a revision points at and the files MLX needs there (blocking: run in a thread)."""
     from huggingface_hub import HfApi, hf_hub_url
-    from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, RepositoryNotFoundError,
-                                        RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     api = HfApi(endpoint=endpoint, token=token, library_name="mlx-lama", library_version=__version__)
     try:

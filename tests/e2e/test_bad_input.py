@@ -171,7 +171,8 @@ CASES = [
       'invalid format: "\\"yaml\\""; expected "json" or a valid JSON Schema object'),
     C("format-array", "POST", CHAT, chat(format=[1]), 500,
       'invalid format: "[1]"; expected "json" or a valid JSON Schema object'),
-    C("format-unknown-model-first", "POST", GEN, gen(model="nope", format="yaml"), 404, "model 'nope' not found"),
+    C("format-unknown-model-first", "POST", GEN, gen(model="nope", format="yaml"), 404,
+      "model 'nope' not found"),
     C("format-uncompilable-schema", "POST", GEN, gen(format={"type": "object", "not": {}}),
       error='invalid JSON schema in format: Unimplemented keys: ["not"]'),
     C("format-empty-string-is-unset", "POST", GEN, gen(format=""), 200, expect=DONE),
@@ -237,7 +238,7 @@ CASES = [
       'model "no-such-model" not found, try pulling it first'),
     # ---- hostile model names: refused before they can become paths
     *[C(f"{verb}-name-{nid}", method, path, make(name), status, message(name))
-      for name, nid in zip(HOSTILE, HOSTILE_IDS)
+      for name, nid in zip(HOSTILE, HOSTILE_IDS, strict=True)
       for verb, method, path, make, status, message in [
           ("generate", "POST", GEN, lambda n: {"model": n, "prompt": "hi"}, 400,
            lambda n: "invalid model name"),

@@ -128,7 +128,7 @@ def test_more_than_parallel_wait_and_overflow_gets_503(make_server: Callable[...
             async with client.stream("POST", s.url + "/api/generate", json=endless) as ra, \
                     client.stream("POST", s.url + "/api/generate", json=endless) as rb:
                 lines = [ra.aiter_lines(), rb.aiter_lines()]  # held: a dropped one closes
-                for r, it in zip((ra, rb), lines):  # both stream at once: they share the batch
+                for r, it in zip((ra, rb), lines, strict=True):  # both stream at once: they share the batch
                     assert r.status_code == 200
                     assert json.loads(await it.__anext__())["done"] is False
                 waiting = asyncio.ensure_future(generate(client, s.url, gen_body("one", 4)))
@@ -196,8 +196,8 @@ def test_stop_strings_inside_a_batch_never_leak(make_server: Callable[..., LiveS
             # A stop string from the middle of each answer: the text must end right before it.
             stops = [text[len(text) // 2:len(text) // 2 + 3] for text in full]
             cut = await asyncio.gather(*(generate(client, s.url, gen_body(p, 30, stop=[stop]))
-                                         for (p, _), stop in zip(GREEDY, stops)))
-            for text, stop, r in zip(full, stops, cut):
+                                         for (p, _), stop in zip(GREEDY, stops, strict=True)))
+            for text, stop, r in zip(full, stops, cut, strict=True):
                 assert r["response"] == text[:text.find(stop)]
                 assert r["done_reason"] == "stop"
 

@@ -72,11 +72,13 @@ def test_list(server: LiveServer) -> None:
     assert set(rows) == {*MODELS.values(), "tiny-short:latest", "qwen-short:latest"}
     for line in lines[1:]:
         assert re.fullmatch(r"\S+ {4,}[0-9a-f]{12} {4}\d+(\.\d)? [KMG]?B {4,}"
-                            r"(Less than a second|1 second|\d+ seconds|About a minute|\d+ minutes) ago {4,}", line), line
+                            r"(Less than a second|1 second|\d+ seconds|About a minute|\d+ minutes)"
+                            r" ago {4,}", line), line
     # Columns line up: every row is as wide as the others.
     assert len({len(line) for line in lines[1:]}) == 1
     r = cli(server, "ls", "TINY-LLAMA")
-    assert sorted(line.split()[0] for line in r.stdout.splitlines()[1:]) == ["tiny-llama:latest", "tiny-llama:q4"]
+    names = sorted(line.split()[0] for line in r.stdout.splitlines()[1:])
+    assert names == ["tiny-llama:latest", "tiny-llama:q4"]
 
 
 def test_show_sections(server: LiveServer) -> None:
@@ -109,19 +111,21 @@ def test_show_errors(server: LiveServer) -> None:
 # ---------------------------------------------------------------- run (one-shot), ps, stop
 
 STATS = [r"total duration: {7}\S+", r"load duration: {8}\S+", r"prompt eval count: {4}\d+ token\(s\)",
-         r"prompt eval duration: \S+", r"prompt eval rate: {5}[\d.]+ tokens/s", r"eval count: {11}\d+ token\(s\)",
-         r"eval duration: {8}\S+", r"eval rate: {12}[\d.]+ tokens/s"]
+         r"prompt eval duration: \S+", r"prompt eval rate: {5}[\d.]+ tokens/s",
+         r"eval count: {11}\d+ token\(s\)", r"eval duration: {8}\S+", r"eval rate: {12}[\d.]+ tokens/s"]
 
 
 def _stats(stderr: str) -> dict[str, str]:
     lines = stderr.splitlines()[-len(STATS):]
-    for pattern, line in zip(STATS, lines):
+    # stderr may hold fewer lines than STATS: match what is there, as before
+    for pattern, line in zip(STATS, lines, strict=False):
         assert re.fullmatch(pattern, line), (pattern, line)
     return {line.split(":")[0]: line.split(":", 1)[1].strip() for line in lines}
 
 
 def test_run_one_shot_verbose(server: LiveServer) -> None:
-    r = cli(server, "run", "tiny-short", "Why", "is", "the", "sky", "blue?", "--verbose", "--keepalive", "10m")
+    r = cli(server, "run", "tiny-short", "Why", "is", "the", "sky", "blue?",
+            "--verbose", "--keepalive", "10m")
     assert r.returncode == 0, r.stderr
     assert r.stdout.endswith("\n\n") and r.stdout.strip()
     assert "\x1b" not in r.stdout  # no word-wrap escapes when stdout is not a terminal
@@ -210,7 +214,8 @@ def test_cp_and_rm(server: LiveServer) -> None:
 
 def test_create_from_modelfile(server: LiveServer, tmp_path: Path) -> None:
     (tmp_path / "Modelfile").write_text(
-        '# a pirate\nFROM tiny-llama\nPARAMETER temperature 0.2\nPARAMETER stop "<|end|>"\nPARAMETER stop User:\n'
+        '# a pirate\nFROM tiny-llama\nPARAMETER temperature 0.2\n'
+        'PARAMETER stop "<|end|>"\nPARAMETER stop User:\n'
         'PARAMETER num_predict 4\nSYSTEM """You are a pirate.\nArr."""\nMESSAGE user Hello\n'
         'MESSAGE assistant Ahoy\nLICENSE MIT\n')
     r = cli(server, "create", "cli-pirate", cwd=tmp_path)
@@ -229,7 +234,8 @@ def test_create_from_modelfile(server: LiveServer, tmp_path: Path) -> None:
     assert cli(server, "rm", "cli-pirate").returncode == 0
 
 
-def test_create_from_local_mlx_directory(server: LiveServer, tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
+def test_create_from_local_mlx_directory(server: LiveServer, tiny_dirs: dict[str, Path],
+                                         tmp_path: Path) -> None:
     (tmp_path / "mf").write_text(f"FROM {tiny_dirs['fim']}\nPARAMETER num_predict 3\n")
     r = cli(server, "create", "cli-from-dir", "-f", str(tmp_path / "mf"))
     assert r.returncode == 0, r.stderr
@@ -269,7 +275,8 @@ BAD_MODELFILES = [
 ]
 
 
-@pytest.mark.parametrize(("text", "error"), [c[1:] for c in BAD_MODELFILES], ids=[c[0] for c in BAD_MODELFILES])
+@pytest.mark.parametrize(("text", "error"), [c[1:] for c in BAD_MODELFILES],
+                         ids=[c[0] for c in BAD_MODELFILES])
 def test_bad_modelfiles_change_nothing(server: LiveServer, tmp_path: Path, text: str, error: str) -> None:
     (tmp_path / "empty").mkdir()
     (tmp_path / "Modelfile").write_text(text)
@@ -292,7 +299,8 @@ def test_create_usage_errors(server: LiveServer, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("args", [["list"], ["ls"], ["ps"], ["show", "m"], ["run", "m", "hi"], ["pull", "m"],
-                                  ["rm", "m"], ["cp", "a", "b"], ["stop", "m"], ["create", "m"]], ids=" ".join)
+                                  ["rm", "m"], ["cp", "a", "b"], ["stop", "m"], ["create", "m"]],
+                         ids=" ".join)
 def test_unreachable_server(args: list[str], tmp_path: Path) -> None:
     (tmp_path / "Modelfile").write_text("FROM m\n")
     r = cli(f"127.0.0.1:{free_port()}", *args, cwd=tmp_path)
@@ -323,7 +331,8 @@ def test_version(server: LiveServer) -> None:
                                            f"server speaks Ollama API version {OLLAMA_COMPAT_VERSION}\n"))
     r = cli(f"127.0.0.1:{free_port()}", "--version")
     assert (r.returncode, r.stdout) == (0, ("Warning: could not connect to a running mlx-lama server\n"
-                                           f"mlx-lama version is {__version__} (Ollama API {OLLAMA_COMPAT_VERSION})\n"))
+                                           f"mlx-lama version is {__version__} "
+                                           f"(Ollama API {OLLAMA_COMPAT_VERSION})\n"))
 
 
 def test_backends(tmp_path: Path) -> None:

@@ -154,7 +154,8 @@ def test_session_commands(term: Terminal, server: LiveServer, tmp_path: Path) ->
     t.expect(r"Set 'verbose' mode\.\n")
     t.expect(PROMPT)
     stats = answer(t, "hello")
-    assert re.search(r"eval count: {11}5 token\(s\)\neval duration: {8}\S+\neval rate: {12}[\d.]+ tokens/s\n", stats)
+    assert re.search(r"eval count: {11}5 token\(s\)\neval duration: {8}\S+\n"
+                     r"eval rate: {12}[\d.]+ tokens/s\n", stats)
     t.line("/set quiet")
     t.expect(r"Set 'quiet' mode\.\n")
     t.line("/set format xml")
@@ -172,7 +173,8 @@ def test_session_commands(term: Terminal, server: LiveServer, tmp_path: Path) ->
     t.expect(r"Available keyboard shortcuts:\n")
     t.line("/show parameters")
     # The session's parameters go with the show request, so the server lists them too (as Ollama's).
-    t.expect(r"Model defined parameters:\n  num_predict {20}5\n\nUser defined parameters:\n  num_predict {20}5\n")
+    t.expect(r"Model defined parameters:\n  num_predict {20}5\n\n"
+             r"User defined parameters:\n  num_predict {20}5\n")
     t.line("/show license")
     t.expect(r"No license was specified for this model\.\n")
     t.line("/list")

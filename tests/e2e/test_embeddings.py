@@ -75,7 +75,7 @@ def test_minilm_similarity_and_reference(minilm: LiveServer) -> None:
     assert cos(vecs[0], vecs[1]) == pytest.approx(0.5735, abs=2e-3)
     path = minilm_dir()
     assert path is not None
-    for text, got in zip((CAT, FELINE, STOCKS), vecs):
+    for text, got in zip((CAT, FELINE, STOCKS), vecs, strict=True):
         ref = reference_embedding(path, text)
         np.testing.assert_allclose(got, ref / np.linalg.norm(ref), atol=1e-4)
     assert resp.prompt_eval_count == 9 + 11 + 8  # [CLS] ... [SEP] per input
@@ -122,7 +122,7 @@ def test_tiny_matches_reference_in_batches(live_server: LiveServer, tiny: str,
     texts = ["hello", "the cat sits on the mat", "why is the sky blue? here is an article about llamas"]
     out = post(live_server, "/api/embed", model=tiny, input=texts).json()
     assert out["model"] == tiny and len(out["embeddings"]) == 3
-    for text, got in zip(texts, out["embeddings"]):
+    for text, got in zip(texts, out["embeddings"], strict=True):
         ref = reference_embedding(tiny_dirs["embed"], text)
         np.testing.assert_allclose(got, ref / np.linalg.norm(ref), atol=1e-5)
     alone = post(live_server, "/api/embed", model=tiny, input=texts[0]).json()["embeddings"][0]
@@ -130,7 +130,8 @@ def test_tiny_matches_reference_in_batches(live_server: LiveServer, tiny: str,
 
 
 def test_dimensions_truncate_then_renormalise(live_server: LiveServer, tiny: str) -> None:
-    full = np.asarray(post(live_server, "/api/embed", model=tiny, input="hello world").json()["embeddings"][0])
+    full = np.asarray(post(live_server, "/api/embed", model=tiny,
+                           input="hello world").json()["embeddings"][0])
     short = np.asarray(post(live_server, "/api/embed", model=tiny, input="hello world",
                             dimensions=8).json()["embeddings"][0])
     assert short.shape == (8,)
@@ -164,7 +165,8 @@ ERRORS = [
     pytest.param("/api/embed", {"input": {"a": 1}}, 400, "invalid input type", id="embed-object"),
     pytest.param("/api/embed", {"model": "nope", "input": "a"}, 404,
                  'model "nope" not found, try pulling it first', id="embed-missing-model"),
-    pytest.param("/api/embed", {"model": "", "input": "a"}, 404, "model '' not found", id="embed-blank-model"),
+    pytest.param("/api/embed", {"model": "", "input": "a"}, 404, "model '' not found",
+                 id="embed-blank-model"),
     pytest.param("/api/embed", {"model": "@default", "input": "a"}, 400,
                  '"@default" does not support embeddings', id="embed-on-llm"),
     pytest.param("/api/embeddings", {"model": "", "prompt": "a"}, 400, "model is required",

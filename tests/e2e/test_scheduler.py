@@ -310,7 +310,8 @@ def test_recreated_model_is_reloaded(make_server: Callable[..., LiveServer]) -> 
 
     r = httpx.post(s.url + "/api/create", json={"model": LLAMA, "from": Q4, "stream": False}, timeout=60)
     assert r.status_code == 200 and r.json() == {"status": "success"}, r.text
-    new_digest = next(m["digest"] for m in httpx.get(s.url + "/api/tags").json()["models"] if m["name"] == LLAMA)
+    tags = httpx.get(s.url + "/api/tags").json()["models"]
+    new_digest = next(m["digest"] for m in tags if m["name"] == LLAMA)
     assert new_digest != old["digest"]
 
     assert generate(s.url, LLAMA, n=8)["response"] == expected

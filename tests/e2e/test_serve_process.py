@@ -175,7 +175,8 @@ def test_port_only_host_and_keep_alive_env(tmp_path: Path, store: Path) -> None:
         if outward is not None:
             r = httpx.get(f"http://{outward}:{port}/", timeout=10)
             assert r.text == "Ollama is running"
-        r = httpx.post(s.url + "/api/generate", json={**gen_body(LLAMA, "hi", 4), "stream": False}, timeout=60)
+        r = httpx.post(s.url + "/api/generate", json={**gen_body(LLAMA, "hi", 4), "stream": False},
+                       timeout=60)
         assert r.status_code == 200 and r.json()["eval_count"] == 4
         (entry,) = httpx.get(s.url + "/api/ps", timeout=10).json()["models"]
         assert entry["name"] == LLAMA

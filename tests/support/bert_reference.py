@@ -50,7 +50,8 @@ def reference_embedding(model_dir: Path, text: str, pooling: str = "mean") -> np
         att = (scores / scores.sum(-1, keepdims=True)) @ v
         att = att.transpose(1, 0, 2).reshape(len(ids), h)
         x = _layer_norm(x + lin(att, p + "attention.output.dense"),
-                        w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"], eps)
+                        w[p + "attention.output.LayerNorm.weight"],
+                        w[p + "attention.output.LayerNorm.bias"], eps)
         ffn = lin(_gelu(lin(x, p + "intermediate.dense")), p + "output.dense")
         x = _layer_norm(x + ffn, w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"], eps)
     return x[0] if pooling == "cls" else x.mean(0)

@@ -95,6 +95,8 @@ _PRESETS["135m"] = _PRESETS["small"]
 # Chat templates.  Every tag uses the "-" whitespace control so the output is identical
 # whether or not the renderer enables trim_blocks/lstrip_blocks (transformers does, a
 # plain jinja2.Environment does not).
+# Long lines stay as in the real models' templates (noqa: E501 after each string): breaking
+# them would change the template text the tiny models ship.
 # --------------------------------------------------------------------------------------
 
 # Llama-3 layout.  Tools go into the system block as one JSON object per paragraph; tool
@@ -151,7 +153,7 @@ _LLAMA_TEMPLATE = r"""{{- bos_token }}
 {%- endfor %}
 {%- if add_generation_prompt %}
     {{- '<|start_header_id|>assistant<|end_header_id|>\n\n' }}
-{%- endif %}"""
+{%- endif %}"""  # noqa: E501
 
 # ChatML with Qwen2.5-style tool calling.  mlx-lm picks its "json_tools" parser because the
 # template contains both "<tool_call>" and "tool_call.name" (see _infer_tool_parser).
@@ -216,7 +218,7 @@ _QWEN_TEMPLATE = r"""{%- if tools %}
 {%- if add_generation_prompt %}
     {{- '<|im_start|>assistant\n' }}
 @GEN_PROMPT@
-{%- endif %}"""
+{%- endif %}"""  # noqa: E501
 
 _QWEN2_ASSISTANT = r"""        {{- '<|im_start|>assistant\n' + content }}"""
 
@@ -241,7 +243,7 @@ _QWEN3_ASSISTANT = r"""        {%- set reasoning_content = '' %}
             {{- '<|im_start|>assistant\n<think>\n' + reasoning_content.strip('\n') + '\n</think>\n\n' + content.lstrip('\n') }}
         {%- else %}
             {{- '<|im_start|>assistant\n' + content }}
-        {%- endif %}"""
+        {%- endif %}"""  # noqa: E501
 
 # enable_thinking=False pre-fills an empty think block, exactly like the real Qwen3.
 _QWEN3_GEN_PROMPT = r"""    {%- if enable_thinking is defined and enable_thinking is false %}
@@ -399,8 +401,7 @@ def _build_tokenizer(spec: _ArchSpec, vocab_size: int, fim: bool, corpus: Path |
     Returns a `tokenizers.Tokenizer` whose total size (BPE + added tokens) is at most
     `vocab_size` (exactly `vocab_size` unless the corpus runs out of merges).
     """
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
-    from tokenizers import trainers
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     plain = tuple(spec.plain_tokens) + (FIM_TOKENS if fim else ())
     n_added = len(spec.special_tokens) + len(plain)

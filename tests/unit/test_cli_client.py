@@ -219,8 +219,8 @@ def test_bar_render_matches_ollama_layout() -> None:
                                   + " " * 18)
 
 
-@pytest.mark.parametrize(("seconds", "expected"), [(0, "0s"), (12, "12s"), (65, "1m5s"), (3600 * 2 + 61, "2h1m"),
-                                                   (100 * 3600, "99h+")], ids=str)
+@pytest.mark.parametrize(("seconds", "expected"), [(0, "0s"), (12, "12s"), (65, "1m5s"),
+                                                   (3600 * 2 + 61, "2h1m"), (100 * 3600, "99h+")], ids=str)
 def test_eta(seconds: int, expected: str) -> None:
     assert format_eta(seconds) == expected
 
@@ -330,7 +330,8 @@ def test_client_http10_bodies_until_close() -> None:
         server.shutdown()
 
 
-@pytest.mark.parametrize("value", [None, "", "  ", "''", "127.0.0.1:9999", "0.0.0.0", "http://[::1]:80/x"], ids=str)
+@pytest.mark.parametrize("value", [None, "", "  ", "''", "127.0.0.1:9999", "0.0.0.0", "http://[::1]:80/x"],
+                         ids=str)
 def test_default_base_url_follows_hostaddr(monkeypatch: pytest.MonkeyPatch, value: str | None) -> None:
     from mlx_lama.client import default_base_url
     from mlx_lama.hostaddr import parse_host

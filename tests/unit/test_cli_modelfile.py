@@ -20,7 +20,8 @@ from mlx_lama.cli.modelfile import (
 
 LLAMA3_TEMPLATE = ("{{ if .System }}<|start_header_id|>system<|end_header_id|>\n\n{{ .System }}<|eot_id|>"
                    "{{ end }}{{ if .Prompt }}<|start_header_id|>user<|end_header_id|>\n\n{{ .Prompt }}"
-                   "<|eot_id|>{{ end }}<|start_header_id|>assistant<|end_header_id|>\n\n{{ .Response }}<|eot_id|>")
+                   "<|eot_id|>{{ end }}<|start_header_id|>assistant<|end_header_id|>\n\n"
+                   "{{ .Response }}<|eot_id|>")
 
 
 def cmds(text: str) -> list[tuple[str, str]]:
@@ -28,14 +29,16 @@ def cmds(text: str) -> list[tuple[str, str]]:
 
 
 def test_full_file() -> None:
-    text = f'\nFROM model1\nADAPTER adapter1\nLICENSE MIT\nPARAMETER param1 value1\nPARAMETER param2 value2\n' \
+    text = '\nFROM model1\nADAPTER adapter1\nLICENSE MIT\n' \
+           'PARAMETER param1 value1\nPARAMETER param2 value2\n' \
            f'TEMPLATE """{LLAMA3_TEMPLATE}"""    \n'
     assert cmds(text) == [("model", "model1"), ("adapter", "adapter1"), ("license", "MIT"),
                           ("param1", "value1"), ("param2", "value2"), ("template", LLAMA3_TEMPLATE)]
 
 
 def test_trim_space() -> None:
-    text = '\nFROM "     model 1"\nADAPTER      adapter3\nLICENSE "MIT       "\nPARAMETER param1        value1\n' \
+    text = '\nFROM "     model 1"\nADAPTER      adapter3\nLICENSE "MIT       "\n' \
+           'PARAMETER param1        value1\n' \
            'PARAMETER param2    value2\nTEMPLATE """   {{ .Prompt }}   """    \n'
     assert cmds(text) == [("model", "     model 1"), ("adapter", "adapter3"), ("license", "MIT       "),
                           ("param1", "value1"), ("param2", "value2"), ("template", "   {{ .Prompt }}   ")]
@@ -156,7 +159,8 @@ def test_request_from_model_name(tmp_path: Path) -> None:
     assert files == {}
     assert req == {"from": "tiny-llama", "system": "You are a pirate.\nArr.", "template": "{{ .Prompt }}",
                    "parameters": {"temperature": 0.2, "stop": ["<|end|>", "User:"], "num_ctx": 1024},
-                   "messages": [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Ahoy"}],
+                   "messages": [{"role": "user", "content": "Hello"},
+                                {"role": "assistant", "content": "Ahoy"}],
                    "license": ["MIT", "Apache\n2.0"]}
 
 

@@ -12,7 +12,8 @@ import pytest
 from mlx_lama.cli.parser import build_parser, normalize_argv, subparser
 
 ROOT = Path(__file__).resolve().parents[2]
-VERBS = ["serve", "create", "show", "run", "stop", "pull", "push", "list", "ps", "cp", "rm", "backends", "help"]
+VERBS = ["serve", "create", "show", "run", "stop", "pull", "push", "list", "ps", "cp", "rm", "backends",
+         "help"]
 FLAGS = {
     "create": ["--file", "-f", "--quantize"],
     "show": ["--license", "--modelfile", "--parameters", "--system", "--template", "--verbose", "-v"],

@@ -21,7 +21,8 @@ def _stamp(delta: timedelta) -> str:
 class FakeClient:
     """Stands in for the HTTP client: returns canned /api/tags and /api/ps bodies."""
 
-    def __init__(self, tags: list[dict[str, Any]] | None = None, ps: list[dict[str, Any]] | None = None) -> None:
+    def __init__(self, tags: list[dict[str, Any]] | None = None,
+                 ps: list[dict[str, Any]] | None = None) -> None:
         self._tags, self._ps = tags or [], ps or []
 
     def list(self) -> dict[str, Any]:
@@ -52,7 +53,8 @@ def test_list_table(prefix: str | None, expected: str) -> None:
 def test_ps_table() -> None:
     now = datetime.now(UTC).timestamp()
     ps = [
-        {"name": "gemma4:latest", "digest": "c6eb396dbd59aaaa", "size": 9_600_000_000, "size_vram": 9_600_000_000,
+        {"name": "gemma4:latest", "digest": "c6eb396dbd59aaaa", "size": 9_600_000_000,
+         "size_vram": 9_600_000_000,
          "context_length": 131072, "expires_at": _stamp(timedelta(minutes=2, seconds=30))},
         {"name": "forever:latest", "digest": "0123456789abcdef", "size": 2000, "size_vram": 2000,
          "context_length": 4096, "expires_at": "2318-01-01T00:00:00+00:00"},
@@ -135,15 +137,18 @@ SHOW_CASES = [
      "    stop           up       \n"
      "    temperature    99       \n\n")),
     ("projector", {"details": DETAILS,
-                   "projector_info": {"general.architecture": "clip", "general.parameter_count": 133_700_000,
-                                      "clip.vision.embedding_length": 0, "clip.vision.projection_dim": 0}}, False,
+                   "projector_info": {"general.architecture": "clip",
+                                      "general.parameter_count": 133_700_000,
+                                      "clip.vision.embedding_length": 0,
+                                      "clip.vision.projection_dim": 0}}, False,
      ("  Model\n    architecture    test    \n    parameters      7B      \n    quantization    FP16    \n\n"
      "  Projector\n"
      "    architecture        clip       \n"
      "    parameters          133.70M    \n"
      "    embedding length    0          \n"
      "    dimensions          0          \n\n")),
-    ("system", {"details": DETAILS, "system": "You are a pirate!\nAhoy, matey!\nWeigh anchor!\n\t\t\t"}, False,
+    ("system", {"details": DETAILS, "system": "You are a pirate!\nAhoy, matey!\nWeigh anchor!\n\t\t\t"},
+     False,
      ("  Model\n    architecture    test    \n    parameters      7B      \n    quantization    FP16    \n\n"
      "  System\n    You are a pirate!    \n    Ahoy, matey!         \n    ...                  \n\n")),
     ("license", {"details": DETAILS, "license": "MIT License\nCopyright (c) Ollama\n"}, False,

@@ -117,7 +117,7 @@ def test_encoder_matches_reference(tmp_path: Path, pooling: str) -> None:
             model.close()
     vectors, counts = run_isolated(embed)  # a thread of its own, as a runner's
     assert counts[2] == 2  # "" is [CLS] [SEP]
-    for text, got in zip(texts, vectors):
+    for text, got in zip(texts, vectors, strict=True):
         np.testing.assert_allclose(got, reference_embedding(path, text, pooling), atol=1e-5)
 
 

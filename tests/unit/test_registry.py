@@ -247,7 +247,8 @@ ERRORS = [
         "bad-backend",
         "models:\n  a: {repo: a/b}\n  b:\n    repo: c/d\n    default_backend: llama.cpp\n",
         3,
-        "unknown default_backend 'llama.cpp' (expected one of: auto, mlx-embeddings, mlx-lm, mlx-vlm, vllm-mlx)",
+        "unknown default_backend 'llama.cpp' "
+        "(expected one of: auto, mlx-embeddings, mlx-lm, mlx-vlm, vllm-mlx)",
     ),
     ("bad-revision", "models:\n  a: {repo: a/b, revision: '../x'}\n", 2, "invalid revision '../x'"),
     ("entry-not-mapping", "models:\n  a: a/b\n", 2, "entry 'a' must be a mapping"),

@@ -31,7 +31,8 @@ def test_syntax_errors_use_go_wording(body: bytes, message: str) -> None:
     (GenerateRequest, {"context": "x"},
      "json: cannot unmarshal string into Go struct field GenerateRequest.context of type []int"),
     (GenerateRequest, {"options": []},
-     "json: cannot unmarshal array into Go struct field GenerateRequest.options of type map[string]interface {}"),
+     "json: cannot unmarshal array into Go struct field GenerateRequest.options "
+     "of type map[string]interface {}"),
     (ChatRequest, {"messages": {}},
      "json: cannot unmarshal object into Go struct field ChatRequest.messages of type []api.Message"),
     (ChatRequest, {"messages": [{"content": 3}]},

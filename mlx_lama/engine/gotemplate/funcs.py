@@ -76,7 +76,8 @@ def _slice(item: Any, *indexes: Any) -> Any:
     if item is None:
         raise _FuncError("slice of untyped nil")
     if len(indexes) > 3 or (isinstance(item, str) and len(indexes) == 3):
-        raise _FuncError("cannot 3-index slice a string" if len(indexes) == 3 else f"too many slice indexes: {len(indexes)}")
+        raise _FuncError("cannot 3-index slice a string" if len(indexes) == 3
+                         else f"too many slice indexes: {len(indexes)}")
     if not isinstance(item, (str, list, tuple)):
         raise _FuncError(f"can't slice item of type {_go_type(item)}")
     seq = item.encode() if isinstance(item, str) else list(item)
@@ -100,8 +101,8 @@ def _length(v: Any) -> int:
 
 def _sprint(*args: Any) -> str:
     # fmt.Sprint puts a space between operands only when neither side is a string.
-    return "".join((" " if k and not isinstance(a, str) and not isinstance(args[k - 1], str) else "") + _fmt_v(a)
-                   for k, a in enumerate(args))
+    return "".join((" " if k and not isinstance(a, str) and not isinstance(args[k - 1], str) else "")
+                   + _fmt_v(a) for k, a in enumerate(args))
 
 
 _VERB = re.compile(r"%([-+# 0]*)(\d*)(?:\.(\d*))?([a-zA-Z%])")
@@ -114,7 +115,10 @@ def _fmt_one(arg: Any, verb: str, flags: str, width: str, prec: str | None) -> s
     spec += ("#" if "#" in flags else "") + ("0" if "0" in flags and "-" not in flags else "") + width
     if verb in "eEfFgG" and num:  # lenient: Go wants a float here, JSON gives us ints
         p = 6 if prec is None else int(prec or 0)  # "%.f" means precision 0
-        s = _go_float(float(arg)) if verb in "gG" and prec is None else format(float(arg), f"{spec}.{p}{verb}")
+        if verb in "gG" and prec is None:
+            s = _go_float(float(arg))
+        else:
+            s = format(float(arg), f"{spec}.{p}{verb}")
     elif verb in "dxXob" and num and isinstance(arg, int):
         s = format(arg, spec + verb)
     elif verb in "xX" and isinstance(arg, str):
@@ -161,7 +165,9 @@ def _sprintf(fmt: Any, *args: Any) -> str:
 
 def _eval_args(args: tuple) -> str:
     # html/urlquery stringify their arguments the way template printing does (nil -> "<no value>").
-    return args[0] if len(args) == 1 and isinstance(args[0], str) else _sprint(*("<no value>" if a is None else a for a in args))
+    if len(args) == 1 and isinstance(args[0], str):
+        return args[0]
+    return _sprint(*("<no value>" if a is None else a for a in args))
 
 
 _TS_TYPES = {"string": "string", "number": "number", "integer": "number", "boolean": "boolean",
@@ -200,7 +206,8 @@ _HTML = str.maketrans({"&": "&amp;", "'": "&#39;", "<": "&lt;", ">": "&gt;", '"'
 _FUNCS: dict[str, tuple[Callable[..., Any] | None, int, int | None]] = {
     "and": (None, 1, None), "or": (None, 1, None), "not": (lambda a: not _truth(a), 1, 1),
     "eq": (_eq, 1, None), "ne": (lambda a, b: not _eq(a, b), 2, 2), "lt": (_lt, 2, 2),
-    "le": (lambda a, b: _lt(a, b) or _eq(a, b), 2, 2), "gt": (lambda a, b: not (_lt(a, b) or _eq(a, b)), 2, 2),
+    "le": (lambda a, b: _lt(a, b) or _eq(a, b), 2, 2),
+    "gt": (lambda a, b: not (_lt(a, b) or _eq(a, b)), 2, 2),
     "ge": (lambda a, b: not _lt(a, b), 2, 2), "len": (_length, 1, 1), "index": (_index, 1, None),
     "slice": (_slice, 1, None), "print": (_sprint, 0, None), "printf": (_sprintf, 1, None),
     "println": (lambda *a: " ".join(map(_fmt_v, a)) + "\n", 0, None),

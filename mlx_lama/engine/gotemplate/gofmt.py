@@ -18,8 +18,10 @@ class Struct:
     is how Go's json.Marshal lays out structs; ``stringer`` plays a Go ``String()`` method.
     """
 
-    def __init__(self, type_name: str, fields: dict[str, Any], *, json_fields: list[tuple[str, str, bool]] | None = None,
-                 aliases: Mapping[str, Any] | None = None, stringer: Callable[[Struct], str] | None = None) -> None:
+    def __init__(self, type_name: str, fields: dict[str, Any], *,
+                 json_fields: list[tuple[str, str, bool]] | None = None,
+                 aliases: Mapping[str, Any] | None = None,
+                 stringer: Callable[[Struct], str] | None = None) -> None:
         self.type_name, self.fields, self.aliases, self.stringer = type_name, fields, aliases or {}, stringer
         self.json_fields = json_fields or [(k, k, False) for k in fields]
         self.methods: dict[str, Callable[[], Any]] = {}
@@ -31,23 +33,29 @@ class Struct:
         return False, None
 
     def go_string(self) -> str:
-        return self.stringer(self) if self.stringer else "{" + " ".join(map(_fmt_v, self.fields.values())) + "}"
+        if self.stringer:
+            return self.stringer(self)
+        return "{" + " ".join(map(_fmt_v, self.fields.values())) + "}"
 
     def go_json(self) -> str:
-        return "{" + ",".join(f"{_json_str(key)}:{_json(self.fields[name])}" for name, key, omit in self.json_fields
+        return "{" + ",".join(f"{_json_str(key)}:{_json(self.fields[name])}"
+                              for name, key, omit in self.json_fields
                               if not (omit and not _truth(self.fields[name]))) + "}"
 
 
 class JSONMap(dict):
     """A Go map type whose ``String()`` is its JSON (Ollama's templateArgs, templateProperties)."""
 
-    def __init__(self, data: Mapping[str, Any] | None = None, *, sort_keys: bool = True, nil: bool = False) -> None:
+    def __init__(self, data: Mapping[str, Any] | None = None, *, sort_keys: bool = True,
+                 nil: bool = False) -> None:
         super().__init__(data or {})
         self.sort_keys, self.nil = sort_keys, nil
 
     def go_json(self) -> str:
         keys = _sorted(self) if self.sort_keys else list(self)
-        return "null" if self.nil else "{" + ",".join(f"{_json_str(str(k))}:{_json(self[k])}" for k in keys) + "}"
+        if self.nil:
+            return "null"
+        return "{" + ",".join(f"{_json_str(str(k))}:{_json(self[k])}" for k in keys) + "}"
 
     def go_string(self) -> str:
         return "{}" if self.nil else self.go_json()
@@ -89,8 +97,9 @@ def _sorted(keys: Any) -> list:
 def _go_type(v: Any) -> str:
     if isinstance(v, Struct):
         return v.type_name
-    for kind, name in ((type(None), "<nil>"), (bool, "bool"), (int, "int"), (float, "float64"), (str, "string"),
-                       (Mapping, "map[string]interface {}"), ((list, tuple), "[]interface {}")):
+    for kind, name in ((type(None), "<nil>"), (bool, "bool"), (int, "int"), (float, "float64"),
+                       (str, "string"), (Mapping, "map[string]interface {}"),
+                       ((list, tuple), "[]interface {}")):
         if isinstance(v, kind):
             return name
     return type(v).__name__
@@ -140,7 +149,8 @@ def _fmt_v(v: Any) -> str:
 def _json_str(s: str) -> str:
     # encoding/json escapes HTML-significant characters and the JavaScript line separators.
     out = json.dumps(s, ensure_ascii=False)
-    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+                    ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
         out = out.replace(ch, esc)
     return out
 
@@ -165,7 +175,8 @@ def _json(v: Any) -> str:
     return _json_str(str(v))
 
 
-_QUOTE_ESC = dict(zip('"\\\a\b\f\n\r\t\v', ['\\"', "\\\\", "\\a", "\\b", "\\f", "\\n", "\\r", "\\t", "\\v"]))
+_QUOTE_ESC = dict(zip('"\\\a\b\f\n\r\t\v',
+                      ['\\"', "\\\\", "\\a", "\\b", "\\f", "\\n", "\\r", "\\t", "\\v"], strict=True))
 
 
 def _go_quote(s: str) -> str:

@@ -24,7 +24,8 @@ _ACTION_TOKEN = re.compile(r"""
   | (?P<word>[.$]\w*|[^\W\d]\w*)
   | (?P<punct>:=|[|(),=])
   | (?P<other>[!-~])""", re.X)
-_ESCAPE = re.compile(r"\\(?:([abfnrtv\\'\"])|x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|([0-7]{3})|(.))")
+_ESCAPE = re.compile(r"\\(?:([abfnrtv\\'\"])|x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})"
+                     r"|U([0-9a-fA-F]{8})|([0-7]{3})|(.))")
 
 
 def _unquote(raw: str) -> str:
@@ -102,12 +103,14 @@ def _lex(src: str) -> list[_Tok]:
                 return toks + [_Tok("error", "unclosed action" if i >= n else "unclosed left paren", i, "")]
             m = _ACTION_TOKEN.match(src, i)
             if not m:
-                return toks + [_Tok("error", f"unrecognized character in action: U+{ord(src[i]):04X} {src[i]!r}", i, "")]
+                message = f"unrecognized character in action: U+{ord(src[i]):04X} {src[i]!r}"
+                return toks + [_Tok("error", message, i, "")]
             kind, text, start, i = m.lastgroup, m.group(), i, m.end()
             val: Any = text
             try:
                 if kind == "other" and text in "\"'`":
-                    raise ValueError("unterminated " + {"`": "raw quoted string", '"': "quoted string"}.get(text, "character constant"))
+                    what = {"`": "raw quoted string", '"': "quoted string"}.get(text, "character constant")
+                    raise ValueError("unterminated " + what)
                 if kind == "str" and text[0] == "`":
                     val = text[1:-1].replace("\r", "")  # raw strings drop carriage returns, as in Go
                 elif kind == "str":

@@ -28,12 +28,15 @@ def template_messages(messages: Sequence[Mapping[str, Any]]) -> list[Struct]:
         calls = []
         for c in m.get("tool_calls") or []:
             fn = c.get("function") or {}
-            func = Struct("template.templateToolCallFunction", {"Index": fn.get("index") or 0, "Name": fn.get("name") or "",
-                                                                "Arguments": _arguments(fn.get("arguments"))}, aliases=fn)
-            calls.append(Struct("template.templateToolCall", {"ID": c.get("id") or "", "Function": func}, aliases=c))
+            func = Struct("template.templateToolCallFunction",
+                          {"Index": fn.get("index") or 0, "Name": fn.get("name") or "",
+                           "Arguments": _arguments(fn.get("arguments"))}, aliases=fn)
+            calls.append(Struct("template.templateToolCall",
+                                {"ID": c.get("id") or "", "Function": func}, aliases=c))
         out.append(Struct("*template.templateMessage", {
-            "Role": str(m.get("role") or "").lower(), "Content": m.get("content") or "", "Thinking": m.get("thinking") or "",
-            "Images": list(m.get("images") or []), "ToolCalls": calls, "ToolName": m.get("tool_name") or "",
+            "Role": str(m.get("role") or "").lower(), "Content": m.get("content") or "",
+            "Thinking": m.get("thinking") or "", "Images": list(m.get("images") or []),
+            "ToolCalls": calls, "ToolName": m.get("tool_name") or "",
             "ToolCallID": m.get("tool_call_id") or ""}, aliases=m))
     return out
 
@@ -42,11 +45,14 @@ def _property(p: Mapping[str, Any]) -> Struct:
     kind, nested = p.get("type"), p.get("properties")
     fields = {"AnyOf": [_property(x) for x in p.get("anyOf") or []],
               "Type": PropertyType([kind] if isinstance(kind, str) else list(kind or [])),
-              "Items": p.get("items"), "Description": p.get("description") or "", "Enum": list(p.get("enum") or []),
-              "Properties": JSONMap({k: _property(v) for k, v in nested.items()}, sort_keys=False) if nested else None,
+              "Items": p.get("items"), "Description": p.get("description") or "",
+              "Enum": list(p.get("enum") or []),
+              "Properties": (JSONMap({k: _property(v) for k, v in nested.items()}, sort_keys=False)
+                             if nested else None),
               "Required": list(p.get("required") or [])}
     keys = ["anyOf", "type", "items", "description", "enum", "properties", "required"]
-    prop = Struct("api.ToolProperty", fields, json_fields=[(f, k, True) for f, k in zip(fields, keys)], aliases=p)
+    json_fields = [(f, k, True) for f, k in zip(fields, keys, strict=True)]
+    prop = Struct("api.ToolProperty", fields, json_fields=json_fields, aliases=p)
     prop.methods["ToTypeScriptType"] = lambda: _ts_type(prop)
     return prop
 
@@ -65,11 +71,14 @@ def template_tools(tools: Sequence[Mapping[str, Any]]) -> JSONList:
             json_fields=[("Type", "type", False), ("Defs", "$defs", True), ("Items", "items", True),
                          ("Required", "required", True), ("Properties", "properties", False)], aliases=ps)
         func = Struct("template.templateToolFunction",
-                      {"Name": fn.get("name") or "", "Description": fn.get("description") or "", "Parameters": params},
+                      {"Name": fn.get("name") or "", "Description": fn.get("description") or "",
+                       "Parameters": params},
                       json_fields=[("Name", "name", False), ("Description", "description", False),
                                    ("Parameters", "parameters", False)], aliases=fn)
-        out.append(Struct("template.templateTool", {"Type": t.get("type") or "", "Items": t.get("items"), "Function": func},
-                          json_fields=[("Type", "type", False), ("Items", "items", True), ("Function", "function", False)],
+        out.append(Struct("template.templateTool",
+                          {"Type": t.get("type") or "", "Items": t.get("items"), "Function": func},
+                          json_fields=[("Type", "type", False), ("Items", "items", True),
+                                       ("Function", "function", False)],
                           aliases=t, stringer=Struct.go_json))
     return out
 
@@ -95,9 +104,11 @@ def _cut_after_response(nodes: list) -> tuple[list, bool]:
     for n in nodes:
         if isinstance(n, _Action):
             for ci, cmd in enumerate(n.pipe.cmds):
-                hit = next((k for k, a in enumerate(cmd.args) if isinstance(a, _Field) and "Response" in a.names), None)
+                hit = next((k for k, a in enumerate(cmd.args)
+                            if isinstance(a, _Field) and "Response" in a.names), None)
                 if hit is not None:
-                    if ci == len(n.pipe.cmds) - 1:  # later pipeline stages would lose all args: Go drops the action
+                    # later pipeline stages would lose all args: Go drops the action
+                    if ci == len(n.pipe.cmds) - 1:
                         cmds = [*n.pipe.cmds[:ci], cmd._replace(args=cmd.args[:hit + 1])]
                         out.append(n._replace(pipe=n.pipe._replace(cmds=cmds)))
                     return out, True
@@ -105,18 +116,20 @@ def _cut_after_response(nodes: list) -> tuple[list, bool]:
             for part in ("body", "else_body"):
                 kept, cut = _cut_after_response(getattr(n, part) or [])
                 if cut:
-                    out.append(n._replace(body=kept, else_body=None) if part == "body" else n._replace(else_body=kept))
+                    out.append(n._replace(body=kept, else_body=None) if part == "body"
+                               else n._replace(else_body=kept))
                     return out, True
         out.append(n)
     return out, False
 
 
-_RESPONSE_NODE = _Action(0, _Pipe(0, [], False, [_Cmd(0, [_Field(0, ("Response",), ".Response")])], ".Response"))
+_RESPONSE_NODE = _Action(0, _Pipe(0, [], False, [_Cmd(0, [_Field(0, ("Response",), ".Response")])],
+                                  ".Response"))
 
 
-def render_prompt(src: str | Template, *, system: str = "", prompt: str = "", suffix: str = "", response: str = "",
-                  messages: list[dict] | None = None, tools: list[dict] | None = None, think: bool | str | None = None,
-                  think_level: str = "") -> str:
+def render_prompt(src: str | Template, *, system: str = "", prompt: str = "", suffix: str = "",
+                  response: str = "", messages: list[dict] | None = None, tools: list[dict] | None = None,
+                  think: bool | str | None = None, think_level: str = "") -> str:
     """Render ``src`` over the data object Ollama's ``template.Execute`` builds.
 
     As in Ollama, the fields present depend on the call and the template (absent ones print
@@ -135,7 +148,8 @@ def render_prompt(src: str | Template, *, system: str = "", prompt: str = "", su
     mentioning neither ``Messages`` nor ``Response`` gets ``{{ .Response }}`` appended.
     """
     tmpl = src if isinstance(src, Template) else parse(src)
-    names = {n.lower() for n in tmpl._refs()[1]}  # Ollama matches identifiers anywhere, case-insensitively
+    # Ollama matches identifiers anywhere, case-insensitively
+    names = {n.lower() for n in tmpl._refs()[1]}
     if "messages" not in names and "response" not in names:
         tmpl = Template(tmpl.source, [*tmpl.nodes, _RESPONSE_NODE])
     if isinstance(think, str):  # Ollama's think may be a level ("high"), which also turns thinking on
@@ -150,13 +164,16 @@ def render_prompt(src: str | Template, *, system: str = "", prompt: str = "", su
         convo.append({"role": "user", "content": prompt})
     if "messages" in names:
         system_text, collated = _collate(convo)
-        return tmpl.render({"System": system_text, "Messages": template_messages(collated), "Response": response,
+        return tmpl.render({"System": system_text, "Messages": template_messages(collated),
+                            "Response": response,
                             "Tools": None if tools is None else template_tools(tools), **base})
-    system_text, collated = _collate(convo + ([{"role": "assistant", "content": response}] if response else []))
+    prefill = [{"role": "assistant", "content": response}] if response else []
+    system_text, collated = _collate(convo + prefill)
     parts, turn = [], {"System": "", "Prompt": "", "Response": ""}
     for m in collated:
         role = m["role"]
-        if (role == "system" and (turn["Prompt"] or turn["Response"])) or (role == "user" and turn["Response"]):
+        if ((role == "system" and (turn["Prompt"] or turn["Response"]))
+                or (role == "user" and turn["Response"])):
             parts.append(tmpl.render({**turn, **base}))
             turn = {"System": "", "Prompt": "", "Response": ""}
         if key := {"system": "System", "user": "Prompt", "assistant": "Response"}.get(role):
