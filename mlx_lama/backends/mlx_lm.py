@@ -37,7 +37,9 @@ class MlxLmBackend:
         from mlx_lm import load
 
         try:
-            model, tokenizer = load(str(path))
+            # load's annotation is a union of (model, tokenizer) and (model, tokenizer, config);
+            # without return_config it is always the pair.
+            model, tokenizer = load(str(path))[:2]
         except BaseException:
             release_model_memory()  # whatever the failed load allocated
             raise

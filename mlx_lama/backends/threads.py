@@ -29,7 +29,10 @@ def weight_bytes(module: Any) -> int:
     """Bytes of every weight array of an MLX module."""
     from mlx.utils import tree_flatten
 
-    return sum(int(v.nbytes) for _, v in tree_flatten(module.parameters()))
+    leaves = tree_flatten(module.parameters())
+    # Annotated list-or-dict: it is a dict only when given a dict `destination`.
+    assert isinstance(leaves, list)
+    return sum(int(v.nbytes) for _, v in leaves)
 
 
 def release_model_memory() -> None:

@@ -192,7 +192,9 @@ def _build_tokenizer(kv: dict[str, Any]) -> _TokenizerBundle:
         tok = Tokenizer(model)
         if pre.nfc:
             tok.normalizer = normalizers.NFC()
-        steps = [pre_tokenizers.Split(Regex(rx), behavior="isolated") for rx in pre.regexes]
+        steps: list[pre_tokenizers.PreTokenizer] = [
+            pre_tokenizers.Split(Regex(rx), behavior="isolated") for rx in pre.regexes
+        ]
         steps.append(pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False))
         tok.pre_tokenizer = pre_tokenizers.Sequence(steps)
         tok.decoder = decoders.ByteLevel()
@@ -222,7 +224,7 @@ def _build_tokenizer(kv: dict[str, Any]) -> _TokenizerBundle:
             )
         )
         add_prefix = bool(kv.get("tokenizer.ggml.add_space_prefix", True))
-        norm = [normalizers.Replace(" ", "\u2581")]
+        norm: list[normalizers.Normalizer] = [normalizers.Replace(" ", "\u2581")]
         if add_prefix:
             norm.insert(0, normalizers.Prepend("\u2581"))
         tok.normalizer = normalizers.Sequence(norm)
@@ -261,7 +263,7 @@ def _build_tokenizer(kv: dict[str, Any]) -> _TokenizerBundle:
     add_eos = bool(kv.get("tokenizer.ggml.add_eos_token", False))
     bos = _token_text(tokens, bos_id)
     eos = _token_text(tokens, eos_id)
-    post = []
+    post: list[processors.PostProcessor] = []
     if kind == "gpt2":
         post.append(processors.ByteLevel(trim_offsets=False))
     if (add_bos and bos) or (add_eos and eos):
